@@ -1,0 +1,122 @@
+"""Ray Tune callback that writes one Parquet file per trial, one row per epoch, into `RUN_DIR/logs/`.
+
+Rows are keyed by (trial_id, epoch), so an epoch a restored trial reports again replaces the earlier row instead
+of adding a second one; the file is rewritten through a temporary file and a rename after every result, so a
+sweep killed at any moment leaves complete files. On a resumed sweep the callback starts from the rows already
+on disk. `pandas.read_parquet(RUN_DIR / "logs")` reads the whole run.
+
+    RunConfig(callbacks=[ParquetLogger(run_dir / "logs", config_types=STNConfig.field_types())])
+"""
+from __future__ import annotations
+
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from ray import tune
+
+# The contract's columns, in this order, then config/<name>, then per-variant test metrics.
+METRIC_COLUMNS = ["trial_id", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_seconds", "lr",
+                  "status"]
+_ARROW = {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_()}
+
+
+def _arrow_type(tp: Any) -> pa.DataType | None:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        tp = args[0] if len(args) == 1 else None
+    return _ARROW.get(tp)
+
+
+class ParquetLogger(tune.Callback):
+    """Writes `logs_dir/<trial_id>.parquet` after every result; status: running, terminated or error.
+
+    `config_types` (name → Python type, e.g. `Config.field_types()`) fixes the Arrow type of each
+    `config/<name>` column, so files where an optional value is None still share one schema with the rest.
+    """
+
+    def __init__(self, logs_dir: str | Path, config_types: dict[str, Any] | None = None):
+        self.logs_dir = Path(logs_dir)
+        self.config_types = {k: t for k, v in (config_types or {}).items() if (t := _arrow_type(v)) is not None}
+        self._rows: dict[str, dict[int, dict[str, Any]]] = {}
+        self._status: dict[str, str] = {}
+
+    # -- Tune hooks -------------------------------------------------------------------------------------------
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        if "epoch" not in result:  # only per-epoch reports become rows
+            return
+        rows = self._trial_rows(trial.trial_id)
+        rows[int(result["epoch"])] = self.make_row(trial.trial_id, trial.config, result)
+        self._status[trial.trial_id] = "running"
+        self._write(trial.trial_id)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        self._finish(trial.trial_id, "terminated")
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        self._finish(trial.trial_id, "error")  # rows already written stay; only the status changes
+
+    # -- rows ---------------------------------------------------------------------------------------------------
+    @staticmethod
+    def make_row(trial_id: str, config: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+        row: dict[str, Any] = {"trial_id": trial_id, "epoch": int(result["epoch"])}
+        for key in METRIC_COLUMNS[2:-1]:
+            row[key] = result.get(key)
+        for key, value in sorted(config.items()):
+            row[f"config/{key}"] = value
+        for key, value in sorted(result.items()):  # per-variant metrics: test_acc/clean, test_loss/zoom, ...
+            if key.startswith(("test_acc/", "test_loss/", "train_acc/", "train_loss/")):
+                row[key] = value
+        return row
+
+    def _trial_rows(self, trial_id: str) -> dict[int, dict[str, Any]]:
+        if trial_id not in self._rows:
+            path = self._path(trial_id)
+            previous: dict[int, dict[str, Any]] = {}
+            if path.exists():  # a resumed sweep: continue from what the earlier driver wrote
+                for row in pq.read_table(path).to_pylist():
+                    row.pop("status", None)
+                    previous[int(row["epoch"])] = row
+            self._rows[trial_id] = previous
+        return self._rows[trial_id]
+
+    def _finish(self, trial_id: str, status: str) -> None:
+        self._status[trial_id] = status
+        if self._trial_rows(trial_id):
+            self._write(trial_id)
+
+    def _path(self, trial_id: str) -> Path:
+        return self.logs_dir / f"{trial_id}.parquet"
+
+    def table(self, trial_id: str) -> pa.Table:
+        rows = [dict(r, status=self._status.get(trial_id, "running"))
+                for _, r in sorted(self._trial_rows(trial_id).items())]
+        names = list(METRIC_COLUMNS)
+        names += sorted({k for r in rows for k in r if k.startswith("config/")})
+        names += sorted({k for r in rows for k in r if k not in names})
+        fields = []
+        for name in names:
+            values = [r.get(name) for r in rows]
+            if name in ("trial_id", "status"):
+                tp = pa.string()
+            elif name == "epoch":
+                tp = pa.int64()
+            elif name.startswith("config/") and name[7:] in self.config_types:
+                tp = self.config_types[name[7:]]
+            elif name in METRIC_COLUMNS or name.split("/")[0] in METRIC_COLUMNS:
+                tp = pa.float64()  # metrics are always float, even when a value happens to be missing
+            else:
+                tp = pa.array(values).type
+            fields.append((name, pa.array(values, type=tp)))
+        return pa.table(dict(fields))
+
+    def _write(self, trial_id: str) -> None:
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        path = self._path(trial_id)
+        tmp = path.with_name(f".{path.name}.tmp")  # dot-prefixed: pyarrow datasets skip it
+        pq.write_table(self.table(trial_id), tmp)
+        os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new one, never half of one

@@ -1,0 +1,192 @@
+"""The one training loop every trainable shares.
+
+`train_one_epoch` and `evaluate` are plain functions over in-memory tensors that return metric dicts;
+`fit` runs them epoch by epoch with a resumable state and hands each epoch's metrics to a reporter
+(`TuneReporter` inside a Ray Tune trial, `MemoryReporter` in notebooks, tests and benchmarks).
+
+    from trainables.loop import fit, MemoryReporter
+    rep = MemoryReporter()
+    fit(model, optimizer, None, train=(x, y), tests={"test": (xt, yt)}, epochs=2, batch_size=64, seed=0,
+        device=torch.device("cpu"), reporter=rep)
+    rep.rows[-1]["test_acc"]
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Mapping, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Split = tuple[torch.Tensor, torch.Tensor]
+
+
+def pin_threads(cpus: float | None) -> int:
+    """Give torch as many intra-op threads as the trial has CPUs (at least 1): two trials with all
+    threads each on a 2-core machine thrash."""
+    if cpus is None:  # not in a trial: leave torch's default alone
+        return torch.get_num_threads()
+    n = max(1, int(cpus))
+    torch.set_num_threads(n)
+    os.environ["OMP_NUM_THREADS"] = str(n)  # for libraries started after this point
+    return n
+
+
+def trial_resources() -> tuple[float | None, float | None]:
+    """(CPUs, GPUs) granted to this Tune trial; (None, None) outside Tune."""
+    try:
+        from ray import tune
+
+        with warnings.catch_warnings():  # outside Tune, Ray warns and returns None
+            warnings.simplefilter("ignore")
+            pgf = tune.get_context().get_trial_resources()
+    except Exception:  # Ray missing or no Tune session: a notebook, test or benchmark
+        pgf = None
+    if pgf is None:
+        return None, None
+    res = pgf.required_resources
+    return res.get("CPU", 1), res.get("GPU", 0)
+
+
+def pick_device(gpus: float | None) -> torch.device:
+    """CUDA when the trial was granted a GPU share (or, outside a trial, when one is there)."""
+    wanted = torch.cuda.is_available() if gpus is None else gpus > 0
+    return torch.device("cuda") if wanted and torch.cuda.is_available() else torch.device("cpu")
+
+
+def train_one_epoch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, optimizer: torch.optim.Optimizer,
+                    *, batch_size: int, generator: torch.Generator, device: torch.device) -> dict[str, float]:
+    """One pass over (images, labels) in an order drawn from `generator`; mean cross-entropy and accuracy."""
+    model.train()
+    order = torch.randperm(len(labels), generator=generator)
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    for batch in order.split(batch_size):
+        x = images[batch].to(device, non_blocking=True)
+        y = labels[batch].to(device, non_blocking=True)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        # Accumulate on the device: one host sync per epoch instead of one per batch.
+        total_loss += loss.detach() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+    n = len(labels)
+    return {"loss": total_loss.item() / n, "acc": correct.item() / n}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 1000,
+             device: torch.device) -> dict[str, float]:
+    """Mean cross-entropy and accuracy of `model` in eval mode over the whole split."""
+    model.eval()
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    for start in range(0, len(labels), batch_size):
+        x = images[start:start + batch_size].to(device, non_blocking=True)
+        y = labels[start:start + batch_size].to(device, non_blocking=True)
+        logits = model(x)
+        total_loss += F.cross_entropy(logits, y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
+    n = len(labels)
+    return {"loss": total_loss.item() / n, "acc": correct.item() / n}
+
+
+def evaluate_splits(model: nn.Module, tests: Mapping[str, Split], *, device: torch.device) -> dict[str, float]:
+    """test_loss/test_acc over all test splits together, plus test_acc/<name> per split when there are several."""
+    out: dict[str, float] = {}
+    n_total, loss_sum, correct_sum = 0, 0.0, 0.0
+    for name, (x, y) in tests.items():
+        m = evaluate(model, x, y, device=device)
+        if len(tests) > 1:
+            out[f"test_loss/{name}"], out[f"test_acc/{name}"] = m["loss"], m["acc"]
+        n_total += len(y)
+        loss_sum += m["loss"] * len(y)
+        correct_sum += m["acc"] * len(y)
+    out["test_loss"], out["test_acc"] = loss_sum / n_total, correct_sum / n_total
+    return out
+
+
+class Reporter(Protocol):
+    def restore(self) -> dict[str, Any] | None: ...
+    def report(self, metrics: dict[str, Any], state: dict[str, Any]) -> None: ...
+
+
+class MemoryReporter:
+    """Keeps every epoch's metrics in `rows`; no checkpoints (notebooks, tests, benchmarks)."""
+
+    def __init__(self):
+        self.rows: list[dict[str, Any]] = []
+
+    def restore(self) -> None:
+        return None
+
+    def report(self, metrics: dict[str, Any], state: dict[str, Any]) -> None:
+        self.rows.append(metrics)
+
+
+class TuneReporter:
+    """Reports to Ray Tune with a checkpoint every epoch and restores from the trial's latest one."""
+
+    FILE = "state.pt"
+
+    def restore(self) -> dict[str, Any] | None:
+        from ray import tune
+
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is None:
+            return None
+        with checkpoint.as_directory() as d:
+            # weights_only: a checkpoint is data, never code to run.
+            return torch.load(Path(d) / self.FILE, map_location="cpu", weights_only=True)
+
+    def report(self, metrics: dict[str, Any], state: dict[str, Any]) -> None:
+        from ray import tune
+
+        with tempfile.TemporaryDirectory() as d:
+            torch.save(state, Path(d) / self.FILE)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def fit(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, *, train: Split,
+        tests: Mapping[str, Split], epochs: int, batch_size: int, seed: int, device: torch.device,
+        reporter: Reporter) -> None:
+    """Train for `epochs`, evaluating every test split after each epoch, resuming from `reporter.restore()`.
+
+    The shuffling order of epoch e depends only on (seed, e), and the RNG state is checkpointed, so a trial
+    resumed from epoch k continues as if it had never stopped.
+    """
+    model.to(device)
+    start = 0
+    state = reporter.restore()
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler") is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        start = int(state["epoch"])
+    if device.type == "cuda":  # small datasets live on the GPU for the whole trial
+        train = tuple(t.to(device) for t in train)
+        tests = {k: tuple(t.to(device) for t in v) for k, v in tests.items()}
+    for epoch in range(start + 1, epochs + 1):
+        lr = optimizer.param_groups[0]["lr"]
+        t0 = time.perf_counter()
+        gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + epoch)
+        tr = train_one_epoch(model, *train, optimizer, batch_size=batch_size, generator=gen, device=device)
+        te = evaluate_splits(model, tests, device=device)
+        seconds = time.perf_counter() - t0
+        if scheduler is not None:
+            scheduler.step()
+        metrics = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"], **te,
+                   "epoch_seconds": seconds, "lr": lr}
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                 "rng": torch.get_rng_state(), "epoch": epoch}
+        reporter.report(metrics, state)
