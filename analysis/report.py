@@ -23,7 +23,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from analysis.logs import CONFIG_PREFIX, SEED_COLUMN, config_columns, format_value, group_columns, group_label, load_logs
+from analysis.logs import (CONFIG_PREFIX, SEED_COLUMN, config_columns, format_value, group_columns, group_label,
+                           load_logs)
 
 MAX_PLOTTED_GROUPS = 10  # more lines than this make the plot unreadable; the best ones are kept
 HINDSIGHT = ("Best accuracy, best loss and their epochs are chosen in hindsight on the test set "
@@ -64,7 +65,8 @@ def trial_summary(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-GROUP_STATS = ["best_test_acc", "best_acc_epoch", "best_test_loss", "best_loss_epoch", "final_test_acc", "total_seconds"]
+GROUP_STATS = ["best_test_acc", "best_acc_epoch", "best_test_loss", "best_loss_epoch", "final_test_acc",
+               "total_seconds"]
 
 
 def group_summary(trials: pd.DataFrame, gcols: list[str]) -> pd.DataFrame:
@@ -145,8 +147,9 @@ def display_tables(trials: pd.DataFrame, groups: pd.DataFrame, gcols: list[str])
     for c in gcols + ([SEED_COLUMN] if SEED_COLUMN in trials else []):
         t[c.removeprefix(CONFIG_PREFIX)] = trials[c].map(format_value)
     t["epochs"], t["status"] = trials["epochs"], trials["status"].map(str)
-    t["best acc (epoch)"] = [f"{_num(a)} ({_num(e)})" for a, e in zip(trials["best_test_acc"], trials["best_acc_epoch"])]
-    t["best loss (epoch)"] = [f"{_num(a)} ({_num(e)})" for a, e in zip(trials["best_test_loss"], trials["best_loss_epoch"])]
+    for name in ("acc", "loss"):
+        best, epoch = trials[f"best_test_{name}"], trials[f"best_{name}_epoch"]
+        t[f"best {name} (epoch)"] = [f"{_num(v)} ({_num(e)})" for v, e in zip(best, epoch)]
     for c in [c for c in trials if c.startswith("final_test_acc")]:
         t[c.replace("final_test_acc", "final acc").replace("_", " ")] = trials[c].map(_num)
     t["seconds"] = trials["total_seconds"].map(_num)
@@ -164,7 +167,8 @@ def markdown_table(df: pd.DataFrame) -> str:
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;font-size:13px;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
-th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}img{max-width:100%}figcaption{color:#555;font-size:13px}
+th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}img{max-width:100%}
+figcaption{color:#555;font-size:13px}
 .note{background:#fff8e1;padding:.5em 1em;border-left:4px solid #f0b400}"""
 
 
@@ -207,8 +211,8 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     skipped_lines = [f"{s['file']}: {s['reason']}" for s in skipped]
     title = f"Sweep report: {run_dir.resolve().name}"
 
-    md = [f"# {title}", "", *[f"- {f}" for f in facts], "", f"> {HINDSIGHT}", "", "## Groups (configuration without seed)",
-          "", markdown_table(gshow), ""]
+    md = [f"# {title}", "", *[f"- {f}" for f in facts], "", f"> {HINDSIGHT}", "",
+          "## Groups (configuration without seed)", "", markdown_table(gshow), ""]
     md += [f"## {TITLES[m]}\n\n![{m}]({m}.png)\n\n*{captions[m]}*\n" for m in captions]
     md += ["## Trials", "", markdown_table(tshow), ""]
     if skipped_lines:
@@ -217,10 +221,12 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     _write(out / "report.md", "\n".join(md))
 
     e = html.escape
-    page = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>{CSS}</style></head><body>",
-            f"<h1>{e(title)}</h1><ul>{''.join(f'<li>{e(f)}</li>' for f in facts)}</ul><p class='note'>{e(HINDSIGHT)}</p>",
+    page = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
+            f"<style>{CSS}</style></head><body><h1>{e(title)}</h1>",
+            f"<ul>{''.join(f'<li>{e(f)}</li>' for f in facts)}</ul><p class='note'>{e(HINDSIGHT)}</p>",
             "<h2>Groups (configuration without seed)</h2>", gshow.to_html(index=False, border=0)]
-    page += [f"<figure><img src='{m}.png' alt='{m}'><figcaption>{e(captions[m])}</figcaption></figure>" for m in captions]
+    page += [f"<figure><img src='{m}.png' alt='{e(TITLES[m])}'><figcaption>{e(captions[m])}</figcaption></figure>"
+             for m in captions]
     page += ["<h2>Trials</h2>", tshow.to_html(index=False, border=0)]
     if skipped_lines:
         page += [f"<h2>Skipped log files ({len(skipped_lines)})</h2><ul>",
@@ -237,9 +243,12 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m analysis.report",
         description="Summarise a sweep's RUN_DIR/logs (Parquet, one file per trial) into tables, plots, "
                     "report.md and index.html. Groups are configurations without their seed.",
+        epilog="example: python -m analysis.report runs/stn_mnist  (then open runs/stn_mnist/report/index.html)",
     )
-    parser.add_argument("run_dir", type=Path, help="the sweep's output folder, the one that holds logs/")
-    parser.add_argument("--out", type=Path, default=None, help="where to write the report (default: RUN_DIR/report)")
+    parser.add_argument("run_dir", metavar="RUN_DIR", type=Path,
+                        help="the sweep's output folder, the one that holds logs/")
+    parser.add_argument("--out", metavar="DIR", type=Path, default=None,
+                        help="where to write the report (default: RUN_DIR/report)")
     args = parser.parse_args(argv)
     try:
         index = build_report(args.run_dir, args.out)

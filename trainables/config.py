@@ -43,9 +43,7 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
         if isinstance(value, bool):
             return value
     elif inner is int:
-        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-            return int(value)
-        if isinstance(value, numbers.Real) and float(value).is_integer():
+        if isinstance(value, numbers.Real) and not isinstance(value, bool) and float(value).is_integer():
             return int(value)
     elif inner is float:
         if isinstance(value, numbers.Real) and not isinstance(value, bool):

@@ -1,0 +1,40 @@
+"""Shared fixtures: the real MNIST folder (../shared/data/mnist-5k in CI, or $MNIST_DIR), loaded once per session.
+
+Run: pytest            (everything, ~2 minutes on 2 cores)
+     pytest -m "not slow"   (skips the end-to-end sweeps through real Ray)
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MNIST = ROOT.parent / "shared" / "data" / "mnist-5k"
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 300):
+    """Run a project command (e.g. "sweeps/stn_mnist.py", "--dry-run") from the repository root."""
+    import subprocess
+
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """A torchvision MNIST root: $MNIST_DIR, else ../shared/data/mnist-5k, else downloaded into tests/.data."""
+    if os.environ.get("MNIST_DIR"):
+        return Path(os.environ["MNIST_DIR"]).resolve()
+    if DEFAULT_MNIST.is_dir():
+        return DEFAULT_MNIST
+    return ROOT / "tests" / ".data"  # load_mnist downloads here when online, else fails with what to do
+
+
+@pytest.fixture(scope="session")
+def mnist(mnist_dir):
+    from trainables.data import load_mnist
+
+    return load_mnist(mnist_dir)
