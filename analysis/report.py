@@ -30,7 +30,7 @@ MAX_PLOTTED_GROUPS = 10  # more lines than this make the plot unreadable; the be
 HINDSIGHT = ("Best accuracy, best loss and their epochs are chosen in hindsight on the test set "
              "(there is no separate validation split), so they are optimistic.")
 TITLES = {"test_acc": "Test accuracy", "test_loss": "Test loss"}
-BAND = "line = mean across seeds, band = mean ± 1 std (no band with one seed), dashed = train"
+BAND = "line = mean across seeds, band = mean ± 1 std clipped to the valid range (none with one seed), dashed = train"
 
 
 def _order_key(col: pd.Series) -> pd.Series:
@@ -114,7 +114,10 @@ def plot_curves(curv: pd.DataFrame, groups: pd.DataFrame, metric: str) -> tuple[
         color = f"C{i % 10}"
         mean, std = g[f"{metric}_mean"], g[f"{metric}_std"]
         ax.plot(g["epoch"], mean, color=color, marker="o", markersize=3, label=short[group])
-        ax.fill_between(g["epoch"], mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
+        lo, hi = mean - std, mean + std
+        if "acc" in metric:  # accuracy is a fraction: a band past 1 would show impossible values
+            lo, hi = lo.clip(0, 1), hi.clip(0, 1)
+        ax.fill_between(g["epoch"], lo, hi, color=color, alpha=0.2, linewidth=0)
         if train in g:
             ax.plot(g["epoch"], g[train], color=color, linestyle="--", alpha=0.6, linewidth=1)
     handles, _ = ax.get_legend_handles_labels()

@@ -50,6 +50,10 @@ class Sweep:
     search_alg: Any = None
     scheduler: Any = None
     gpu_share: float = 1.0  # GPUs per trial when --gpus-per-trial is auto and the cluster has GPUs
+    # Checkpoints kept per trial; None keeps all. Tune's pruning of old checkpoints races with its experiment
+    # snapshot: a driver killed in between makes --resume log errors for checkpoints already deleted. Trial
+    # checkpoints hold only trainable state (the STN: 124 KB), so keeping all is cheap.
+    keep_checkpoints: int | None = None
 
 
 def sweep_parser(name: str, description: str | None) -> argparse.ArgumentParser:
@@ -179,6 +183,10 @@ def _run(args: argparse.Namespace, sweep: Sweep) -> int:
     if args.resume and not restoring:
         print(f"note: nothing to resume in {run_dir}; starting a new sweep")
 
+    # --resume restarts each trial from the newest checkpoint named in Tune's experiment snapshot, which Tune
+    # writes every 10 s by default: a driver killed in between would cost the newer epochs. The snapshot is a
+    # small JSON file, so take it every 2 s (set TUNE_GLOBAL_CHECKPOINT_S to override).
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     t0 = time.perf_counter()
     data = sweep.load_data()
     if sweep.check_data is not None:
@@ -214,7 +222,7 @@ def _run(args: argparse.Namespace, sweep: Sweep) -> int:
                     name=TUNE_DIR, storage_path=str(run_dir),
                     callbacks=[ParquetLogger(run_dir / "logs", config_types=sweep.config_cls.field_types())],
                     failure_config=tune.FailureConfig(max_failures=args.max_failures),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=sweep.keep_checkpoints),
                     verbose=1,
                 ),
             )

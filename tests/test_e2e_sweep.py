@@ -68,3 +68,44 @@ def test_finished_sweep_is_not_overwritten_and_resume_adds_nothing(smoke_run, mn
     assert len(after) == len(before) == 4
     pd.testing.assert_frame_equal(after.sort_values(["trial_id", "epoch"]).reset_index(drop=True),
                                   before.sort_values(["trial_id", "epoch"]).reset_index(drop=True))
+
+
+def test_killed_driver_resumes_from_checkpoints_with_each_epoch_once(mnist_dir, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    run = tmp_path / "RUN"
+    args = ["sweeps/stn_mnist.py", "--data-dir", str(mnist_dir), "--out", str(run), "--epochs", "8",
+            "--seeds", "0", "1", "--train-per-class", "200", "--test-limit", "2000", "--no-report"]
+    # Its own session, so the kill takes the local Ray with it, as a crashed machine would.
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    rows_at_kill = 0
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            time.sleep(0.25)
+            try:
+                rows_at_kill = len(pd.read_parquet(run / "logs"))
+            except Exception:  # no file yet
+                continue
+            if rows_at_kill >= 6:
+                break
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert 6 <= rows_at_kill < 16, "the sweep must be killed mid-way"
+    time.sleep(2)  # Ray's own agents notice the dead driver and exit
+
+    resumed = run_cli(*args, "--resume", timeout=240)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "Restored on" in resumed.stdout + resumed.stderr  # from a checkpoint, not from epoch 1
+    df = pd.read_parquet(run / "logs")
+    assert len(df) == 16 and not df.duplicated(["trial_id", "epoch"]).any()
+    assert df.groupby("trial_id")["epoch"].apply(list).tolist() == [list(range(1, 9))] * 2
+    assert (df["status"] == "terminated").all()
