@@ -56,9 +56,10 @@ def _read_split(root: Path, train: bool, download: bool) -> torchvision.datasets
         print(f"MNIST not found in {root}: downloading it there (about 12 MB)...", flush=True)
         return torchvision.datasets.MNIST(str(root), train=train, download=True)
     except Exception as err:  # torchvision raises RuntimeError/URLError/OSError depending on the failure
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        # torchvision lists every mirror it tried; the last line holds the cause (e.g. no network)
+        cause = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
         raise DataError(
-            f"MNIST not found in {root} and the download failed ({first_line}). "
+            f"MNIST not found in {root} and the download failed ({cause}). "
             f"Expected {_LAYOUT.format(root=root)}. Copy those files there, or pass --data-dir with a folder that "
             f"has them (for example ../shared/data/mnist-5k)."
         ) from None
