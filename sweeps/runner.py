@@ -24,13 +24,12 @@ from typing import Any, Callable
 from ray.tune import grid_search
 from ray.tune.search.variant_generator import generate_variants
 
-from trainables.config import ConfigError, TrialConfig
-from trainables.data import DataError
+from trainables.config import TrialConfig, UserError
 
 TUNE_DIR = "tune"  # RUN_DIR/tune holds Ray Tune's experiment (trial folders, checkpoints, state for --resume)
 
 
-class SweepError(RuntimeError):
+class SweepError(UserError, RuntimeError):
     """A problem found before any trial starts; printed as one line."""
 
 
@@ -49,6 +48,9 @@ class Sweep:
     num_samples: int = 1
     search_alg: Any = None
     scheduler: Any = None
+    # After Ray starts, before the Tuner: (data, configs, resources per trial) → more keyword arguments for the
+    # trainable, shared by every trial through the object store (e.g. cached backbone features).
+    prepare: Callable[[Any, list[TrialConfig], dict[str, float]], dict[str, Any]] | None = None
     gpu_share: float = 1.0  # GPUs per trial when --gpus-per-trial is auto and the cluster has GPUs
     # Checkpoints kept per trial; None keeps all. Tune's pruning of old checkpoints races with its experiment
     # snapshot: a driver killed in between makes --resume log errors for checkpoints already deleted. Trial
@@ -145,7 +147,7 @@ def run_sweep(args: argparse.Namespace, sweep: Sweep) -> int:
     """Run (or resume) the sweep; returns the process exit code: 0 ok, 1 some trials failed, 2 bad input."""
     try:
         return _run(args, sweep)
-    except (ConfigError, DataError, SweepError) as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
@@ -204,7 +206,8 @@ def _run(args: argparse.Namespace, sweep: Sweep) -> int:
         if gpus is None:
             gpus = sweep.gpu_share if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
         resources = {"cpu": args.cpus_per_trial, "gpu": gpus}
-        trainable = tune.with_resources(tune.with_parameters(sweep.trainable, data=data), resources)
+        shared = sweep.prepare(data, configs, resources) if sweep.prepare is not None else {}
+        trainable = tune.with_resources(tune.with_parameters(sweep.trainable, data=data, **shared), resources)
         print(f"{sweep.name}: {len(configs)} trial(s), {args.cpus_per_trial:g} CPU + {gpus:g} GPU each; "
               f"cluster: {ray.cluster_resources().get('CPU', 0):g} CPU, {ray.cluster_resources().get('GPU', 0):g} GPU")
         write_json_atomic(run_dir / "sweep.json", {

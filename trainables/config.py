@@ -19,7 +19,11 @@ import typing
 from typing import Any
 
 
-class ConfigError(ValueError):
+class UserError(Exception):
+    """Bad input found before any trial starts; sweeps print the message as one line and exit 2."""
+
+
+class ConfigError(UserError, ValueError):
     """A trial configuration that cannot run; the message is meant for the user as it is."""
 
 
@@ -54,6 +58,18 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
     else:
         return value
     raise ConfigError(f"config '{name}' = {value!r} has the wrong type: expected {inner.__name__}")
+
+
+# Field metadata shared by the trainables' configs (their defaults differ, their meaning and ranges don't).
+SEED = {"ge": 0, "help": "model init, data order and subset draw"}
+EPOCHS = {"ge": 1, "le": 10_000, "help": "training epochs"}
+BATCH_SIZE = {"ge": 1, "help": "SGD mini-batch size"}
+LR = {"gt": 0, "le": 10, "help": "SGD learning rate"}
+MOMENTUM = {"ge": 0, "lt": 1, "help": "SGD momentum"}
+LR_STEP = {"ge": 0, "help": "StepLR step in epochs; 0 keeps the learning rate constant"}
+GAMMA = {"gt": 0, "le": 1, "help": "StepLR decay factor"}
+TRAIN_PER_CLASS = {"ge": 1, "help": "training images per digit (stratified, seeded); None = the whole training set"}
+TEST_LIMIT = {"ge": 1, "help": "evaluate on the first N test images; None = the whole test set"}
 
 
 @dataclasses.dataclass(frozen=True)

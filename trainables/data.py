@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 import torchvision
 
+from trainables.config import ConfigError, UserError
+
 # The tutorial's Normalize((0.1307,), (0.3081,)): full-MNIST pixel mean and std.
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 NUM_CLASSES = 10
@@ -23,7 +25,7 @@ _LAYOUT = ("{root}/MNIST/raw/ holding train-images-idx3-ubyte, train-labels-idx1
            "t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (torchvision's MNIST layout; .gz files are unpacked)")
 
 
-class DataError(RuntimeError):
+class DataError(UserError, RuntimeError):
     """Data that cannot be loaded; the message says what was expected and what to do."""
 
 
@@ -73,6 +75,15 @@ def load_mnist(data_dir: str | Path, download: bool = True) -> MnistData:
     train = _read_split(root, True, download)
     test = _read_split(root, False, download)
     return MnistData(normalize(train.data), train.targets.long(), normalize(test.data), test.targets.long(), str(root))
+
+
+def check_per_class(per_class: int | None, data: MnistData) -> None:
+    """A config asking for more training images per digit than `data` has → ConfigError (before any trial)."""
+    if per_class is not None:
+        have = int(torch.bincount(data.train_labels, minlength=NUM_CLASSES).min())
+        if per_class > have:
+            raise ConfigError(f"config 'train_per_class' = {per_class} is more than the training set has: "
+                              f"at most {have} images per digit in {data.root}")
 
 
 def stratified_subset(labels: torch.Tensor, per_class: int | None, seed: int) -> torch.Tensor:

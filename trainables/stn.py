@@ -15,9 +15,10 @@ from typing import Any
 
 import torch
 
-from trainables.config import ConfigError, TrialConfig
-from trainables.data import MnistData, stratified_subset
-from trainables.loop import Reporter, TuneReporter, fit, pick_device, pin_threads, trial_resources
+from trainables import config as C
+from trainables.config import TrialConfig
+from trainables.data import MnistData, check_per_class, stratified_subset
+from trainables.loop import Reporter, TuneReporter, fit, make_sgd, pick_device, pin_threads, trial_resources
 from trainables.models import TRANSFORMERS, build_stn
 
 
@@ -25,28 +26,22 @@ from trainables.models import TRANSFORMERS, build_stn
 class STNConfig(TrialConfig):
     """Defaults are the PyTorch STN tutorial's (plain SGD, lr 0.01, batch 64, 20 epochs)."""
 
-    seed: int = field(default=0, metadata={"ge": 0, "help": "model init, data order and subset draw"})
-    epochs: int = field(default=20, metadata={"ge": 1, "le": 10_000, "help": "training epochs"})
-    batch_size: int = field(default=64, metadata={"ge": 1, "help": "SGD mini-batch size"})
-    lr: float = field(default=0.01, metadata={"gt": 0, "le": 10, "help": "SGD learning rate"})
-    momentum: float = field(default=0.0, metadata={"ge": 0, "lt": 1, "help": "SGD momentum (tutorial: none)"})
-    lr_step: int = field(default=0, metadata={"ge": 0, "help": "StepLR step in epochs; 0 keeps lr constant"})
-    gamma: float = field(default=0.1, metadata={"gt": 0, "le": 1, "help": "StepLR decay factor"})
-    train_per_class: int | None = field(default=None, metadata={
-        "ge": 1, "help": "training images per digit (stratified, seeded); None = the whole training set"})
-    test_limit: int | None = field(default=None, metadata={
-        "ge": 1, "help": "evaluate on the first N test images; None = the whole test set"})
+    seed: int = field(default=0, metadata=C.SEED)
+    epochs: int = field(default=20, metadata=C.EPOCHS)
+    batch_size: int = field(default=64, metadata=C.BATCH_SIZE)
+    lr: float = field(default=0.01, metadata=C.LR)
+    momentum: float = field(default=0.0, metadata=C.MOMENTUM)
+    lr_step: int = field(default=0, metadata=C.LR_STEP)
+    gamma: float = field(default=0.1, metadata=C.GAMMA)
+    train_per_class: int | None = field(default=None, metadata=C.TRAIN_PER_CLASS)
+    test_limit: int | None = field(default=None, metadata=C.TEST_LIMIT)
     transformer: str = field(default="affine", metadata={
         "choices": tuple(TRANSFORMERS), "help": "spatial transformer before the classifier"})
 
 
 def check_against_data(cfg: STNConfig, data: MnistData) -> None:
     """Rules that need the data: run on the driver before any trial starts."""
-    if cfg.train_per_class is not None:
-        have = int(torch.bincount(data.train_labels, minlength=10).min())
-        if cfg.train_per_class > have:
-            raise ConfigError(f"config 'train_per_class' = {cfg.train_per_class} is more than the training set "
-                              f"has: at most {have} images per digit in {data.root}")
+    check_per_class(cfg.train_per_class, data)
 
 
 def train_stn(config: dict[str, Any], data: MnistData, reporter: Reporter | None = None) -> None:
@@ -64,8 +59,7 @@ def train_stn(config: dict[str, Any], data: MnistData, reporter: Reporter | None
     tests = {"test": (data.test_images[:n_test], data.test_labels[:n_test])}
 
     model = build_stn(cfg.transformer)
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, cfg.lr_step, cfg.gamma) if cfg.lr_step else None
+    optimizer, scheduler = make_sgd(model.parameters(), cfg)
     fit(model, optimizer, scheduler, train=train, tests=tests, epochs=cfg.epochs, batch_size=cfg.batch_size,
         seed=cfg.seed, device=device, reporter=reporter)
 

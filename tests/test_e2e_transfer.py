@@ -1,0 +1,52 @@
+"""End to end: the transfer grid's dry run (30 configurations), its smoke sweep through real Ray with the
+feature cache, and the offline ImageNet-weights error before anything starts."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from conftest import run_cli
+from test_transfer import OFFLINE
+
+
+def test_dry_run_lists_the_30_configurations():
+    proc = run_cli("sweeps/transfer_grid.py", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    configs = [json.loads(line.split(None, 1)[1]) for line in proc.stdout.splitlines() if line[:4].strip().isdigit()]
+    assert len(configs) == 30
+    assert {(c["model"], c["train_per_class"], c["seed"]) for c in configs} == {
+        (m, n, s) for m in ("resnet50", "vgg19") for n in (10, 30, 50, 70, 90) for s in (0, 1, 2)}
+    c = configs[0]
+    assert (c["lr"], c["momentum"], c["batch_size"], c["lr_step"], c["gamma"], c["epochs"], c["image_size"]) == (
+        0.001, 0.9, 4, 7, 0.1, 50, 224)
+    assert c["weights"] == "imagenet" and c["backbone_mode"] == "cached"
+
+
+def test_offline_imagenet_weights_fail_at_once(mnist_dir, tmp_path):
+    proc = run_cli("sweeps/transfer_grid.py", "--data-dir", str(mnist_dir), "--out", str(tmp_path / "run"),
+                   "--models", "vgg19", "--sizes", "10", "--seeds", "0",
+                   env={**OFFLINE, "TORCH_HOME": str(tmp_path / "torch")})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "vgg19-dcbb9e9d.pth" in errors[0] and "--weights none" in errors[0]
+    assert not (tmp_path / "run" / "tune").exists()
+
+
+@pytest.mark.slow
+def test_smoke_transfer_grid(mnist_dir, tmp_path):
+    run = tmp_path / "RUN"
+    proc = run_cli("sweeps/transfer_grid.py", "--smoke-test", "--data-dir", str(mnist_dir), "--out", str(run),
+                   timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "features: resnet50, none, 32" in proc.stdout
+    df = pd.read_parquet(run / "logs")
+    assert set(df["config/model"]) == {"resnet50", "vgg19"}
+    assert set(df["config/train_per_class"]) == {10, 30} and set(df["config/seed"]) == {0}
+    assert (df["config/backbone_mode"] == "cached").all() and (df["config/weights"] == "none").all()
+    assert len(df) == 2 * 2 * 2 and not df.duplicated(["trial_id", "epoch"]).any()
+    assert df["test_acc"].between(0, 1).all()
+    assert (run / "report" / "size_effect.png").stat().st_size > 0  # Table 2: best accuracy against size
+    sizes = pd.read_csv(run / "report" / "size_effect.csv")
+    assert len(sizes) == 4

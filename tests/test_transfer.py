@@ -1,0 +1,144 @@
+"""Frozen backbones, weights handling, the input adapter, and the two backbone modes of the transfer trainable."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from trainables import backbones
+from trainables.backbones import (ImageNetInput, TransferNet, WeightsError, ensure_weights, find_head,
+                                  load_backbone)
+from trainables.config import ConfigError
+from trainables.data import MNIST_MEAN, MNIST_STD
+from trainables.loop import MemoryReporter, fit
+from trainables.transfer import TransferConfig, feature_jobs, prepare_features, train_transfer
+
+OFFLINE = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
+           "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+
+
+@pytest.mark.parametrize("name, head, dim", [("resnet50", "fc", 2048), ("vgg19", "classifier.6", 4096),
+                                             ("efficientnet_b0", "classifier.1", 1280)])
+def test_head_found_generically_and_everything_frozen(name, head, dim):
+    assert find_head(torchvision.models.get_model(name))[0] == head
+    features, in_features = load_backbone(name, "none")
+    assert in_features == dim
+    assert isinstance(features.get_submodule(head), nn.Identity)
+    assert not any(p.requires_grad for p in features.parameters())
+
+
+def test_model_without_linear_head_is_a_clear_error():
+    with pytest.raises(ValueError, match="cannot find the classification head of SqueezeNet"):
+        load_backbone("squeezenet1_0", "none")
+    with pytest.raises(ConfigError, match="'model' = 'resnet5' is not a torchvision classification model"):
+        TransferConfig.from_dict({"model": "resnet5"})
+
+
+def test_weights_none_is_one_fixed_backbone_and_path_loads_a_state_dict(tmp_path):
+    a, _ = load_backbone("resnet18", "none")
+    b, _ = load_backbone("resnet18", "none")
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    torch.manual_seed(5)
+    donor = torchvision.models.get_model("resnet18")
+    torch.save(donor.state_dict(), tmp_path / "w.pt")
+    ensure_weights("resnet18", str(tmp_path / "w.pt"))
+    loaded, _ = load_backbone("resnet18", str(tmp_path / "w.pt"))
+    torch.testing.assert_close(loaded.conv1.weight, donor.conv1.weight)
+    with pytest.raises(WeightsError, match="no such file. Use 'imagenet', 'none'"):
+        ensure_weights("resnet18", str(tmp_path / "missing.pt"))
+
+
+def test_imagenet_weights_offline_name_the_file_and_alternatives(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty cache
+    for k, v in OFFLINE.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(WeightsError) as err:
+        ensure_weights("vgg19", "imagenet")
+    msg = str(err.value)
+    assert str(tmp_path / "torch" / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth") in msg
+    assert "--weights none" in msg and "--weights PATH" in msg
+
+
+def test_input_adapter_gives_imagenet_normalized_rgb():
+    x = torch.full((2, 1, 28, 28), (0 - MNIST_MEAN) / MNIST_STD)  # MNIST background
+    x[:, :, 14, 14] = (1 - MNIST_MEAN) / MNIST_STD
+    out = ImageNetInput(56)(x)
+    assert out.shape == (2, 3, 56, 56)
+    expected_bg = torch.tensor([(0 - m) / s for m, s in zip(backbones.IMAGENET_MEAN, backbones.IMAGENET_STD)])
+    torch.testing.assert_close(out[0, :, 0, 0], expected_bg)
+    # the three channels carry the same gray image, back in [0, 1] with the digit's ink at 1
+    gray = out * torch.tensor(backbones.IMAGENET_STD).view(1, 3, 1, 1) + torch.tensor(
+        backbones.IMAGENET_MEAN).view(1, 3, 1, 1)
+    torch.testing.assert_close(gray[:, 0], gray[:, 2])
+    assert gray.min() >= -1e-6 and gray.max() <= 1 + 1e-6 and gray[0, 0, 28, 28] > 0.1
+
+
+def test_new_head_has_pytorch_default_init_bounds(mnist):
+    cfg = TransferConfig(model="resnet18", weights="none", image_size=32, epochs=1, test_limit=50)
+    feats = prepare_features(mnist, [cfg])
+    states = KeepState()
+    train_transfer({**cfg.to_dict(), "lr": 1e-12}, mnist, feats, states)  # lr ~ 0: the init survives
+    w = states.first["model"]["weight"]
+    bound = 1 / math.sqrt(512)
+    assert w.shape == (10, 512) and w.abs().max() <= bound and w.abs().max() > 0.9 * bound
+
+
+class KeepState(MemoryReporter):
+    def __init__(self):
+        super().__init__()
+        self.first = self.last = None
+
+    def report(self, metrics, state):
+        super().report(metrics, state)
+        self.first = self.first or state
+        self.last = state
+
+
+def test_cached_and_uncached_eval_backbone_train_the_same_head(mnist):
+    cfg = TransferConfig(model="resnet18", weights="none", image_size=32, train_per_class=3, test_limit=40,
+                         epochs=1, seed=4, batch_size=4)
+    cached = KeepState()
+    train_transfer(cfg.to_dict(), mnist, prepare_features(mnist, [cfg]), cached)
+
+    # The same trial without the cache: the whole network runs every batch, backbone held in eval mode.
+    from trainables.data import stratified_subset
+    idx = stratified_subset(mnist.train_labels, 3, 4)
+    backbone, dim = load_backbone("resnet18", "none")
+    torch.manual_seed(4)
+    head = nn.Linear(dim, 10)
+    net = TransferNet(backbone, head, 32, backbone_train=False)
+    opt = torch.optim.SGD(head.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    uncached = KeepState()
+    fit(net, opt, None, train=(mnist.train_images[idx], mnist.train_labels[idx]),
+        tests={"test": (mnist.test_images[:40], mnist.test_labels[:40])}, epochs=1, batch_size=4, seed=4,
+        device=torch.device("cpu"), reporter=uncached)
+    torch.testing.assert_close(cached.last["model"]["weight"], uncached.last["model"]["head.weight"],
+                               rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(cached.last["model"]["bias"], uncached.last["model"]["head.bias"],
+                               rtol=1e-4, atol=1e-5)
+    assert cached.rows[0]["test_acc"] == pytest.approx(uncached.rows[0]["test_acc"])
+
+
+def test_forward_counts_per_mode(mnist):
+    cfgs = [TransferConfig(model="resnet18", weights="none", image_size=32, train_per_class=n, seed=s,
+                           test_limit=30, epochs=2) for n in (2, 4) for s in (0, 1)]
+    jobs = feature_jobs(mnist, cfgs)
+    (train_index, n_test), = jobs.values()
+    assert n_test == 30 and len(train_index) <= 2 * 40  # the union of the subsets, nested per seed
+    backbones.FORWARD_IMAGES.clear()
+    feats = prepare_features(mnist, cfgs)
+    assert backbones.FORWARD_IMAGES["resnet18"] == len(train_index) + 30  # each unique image once
+    for cfg in cfgs:
+        train_transfer(cfg.to_dict(), mnist, feats, MemoryReporter())
+    assert backbones.FORWARD_IMAGES["resnet18"] == len(train_index) + 30  # training never runs the backbone
+
+    backbones.FORWARD_IMAGES.clear()
+    tutorial = {**cfgs[0].to_dict(), "backbone_mode": "tutorial"}
+    rep = KeepState()
+    train_transfer(tutorial, mnist, None, rep)
+    assert backbones.FORWARD_IMAGES["resnet18"] == 2 * (20 + 30)  # every epoch: all training + test images
+    # Tutorial mode keeps the backbone in train mode: BatchNorm running statistics drift and are checkpointed.
+    assert rep.last["model"]["features.bn1.running_mean"].abs().sum() > 0

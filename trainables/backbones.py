@@ -1,0 +1,156 @@
+"""Frozen torchvision backbones with a new 10-way head, the MNIST → ImageNet input adapter, and features
+computed once.
+
+Any torchvision classification model works by name; its last `nn.Linear` (ResNet `fc`, VGG `classifier[-1]`,
+EfficientNet `classifier[-1]`, ViT `heads.head`, ...) is replaced by a fresh `nn.Linear(in_features, 10)` with
+PyTorch's default init, U(-sqrt(k), sqrt(k)) with k = 1/in_features. Everything else is frozen.
+
+    from trainables.backbones import load_backbone, TransferNet, compute_features
+    features, dim = load_backbone("resnet50", "imagenet")      # head replaced by nn.Identity, frozen
+    net = TransferNet(features, torch.nn.Linear(dim, 10), image_size=224, backbone_train=False)
+    feats = compute_features(net, images, device=torch.device("cpu"))   # N×dim, one forward per image
+
+`FORWARD_IMAGES` counts the images every backbone has seen in this process (the benchmark reads it).
+"""
+from __future__ import annotations
+
+import collections
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from trainables.config import UserError
+from trainables.data import MNIST_MEAN, MNIST_STD
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+FORWARD_IMAGES: collections.Counter[str] = collections.Counter()
+
+
+class WeightsError(UserError, RuntimeError):
+    """Weights that cannot be loaded; the message names the file expected and the alternatives."""
+
+
+def classification_models() -> list[str]:
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def find_head(model: nn.Module) -> tuple[str, nn.Linear]:
+    """(dotted name, layer) of the model's last nn.Linear: the classification head in torchvision's models."""
+    found = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not found:
+        raise ValueError(f"cannot find the classification head of {type(model).__name__}: it has no nn.Linear "
+                         f"layer (e.g. SqueezeNet classifies with a convolution); choose another model")
+    return found[-1]
+
+
+def imagenet_weights(name: str) -> torchvision.models.WeightsEnum:
+    """IMAGENET1K_V1 where it exists: the weights `pretrained=True` gave, as the original study used."""
+    enum = torchvision.models.get_model_weights(name)
+    return getattr(enum, "IMAGENET1K_V1", enum.DEFAULT)
+
+
+def weights_file(name: str) -> Path:
+    """Where torchvision keeps the ImageNet weights of `name` (the torch hub cache)."""
+    url = imagenet_weights(name).url
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
+
+
+def ensure_weights(name: str, weights: str) -> None:
+    """On the driver, before any trial: make sure `weights` can be loaded (downloading ImageNet weights into
+    the torch cache when online), else one WeightsError that says what to do."""
+    if weights == "none":
+        return
+    if weights != "imagenet":
+        if not Path(weights).is_file():
+            raise WeightsError(f"--weights {weights}: no such file. Use 'imagenet', 'none' (random init) or the "
+                               f"path of a state_dict saved with torch.save(model.state_dict(), PATH)")
+        return
+    path = weights_file(name)
+    if path.is_file():
+        return
+    try:
+        print(f"downloading ImageNet weights for {name} into {path.parent} ...", flush=True)
+        imagenet_weights(name).get_state_dict(progress=False, check_hash=True)
+    except Exception as err:
+        cause = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        raise WeightsError(
+            f"ImageNet weights for {name} are not cached and could not be downloaded ({cause}). Expected the file "
+            f"{path} (from {imagenet_weights(name).url}): copy it there, or run with --weights none (random init, "
+            f"for tests and offline demos) or --weights PATH (a local state_dict file)") from None
+
+
+def load_backbone(name: str, weights: str) -> tuple[nn.Module, int]:
+    """The frozen model with its head replaced by nn.Identity, and the head's input size."""
+    if name not in classification_models():
+        raise ValueError(f"unknown model {name!r}: use a torchvision classification model such as resnet50, "
+                         f"vgg19, resnet18, efficientnet_b0")
+    with torch.random.fork_rng():  # 'none' is one fixed random backbone: every trial and the cache agree
+        torch.manual_seed(0)
+        model = torchvision.models.get_model(name, weights=None)
+    if weights == "imagenet":
+        model.load_state_dict(imagenet_weights(name).get_state_dict(progress=False))
+    elif weights != "none":
+        # weights_only: a weights file is data, never code to run
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    model.requires_grad_(False)
+    head_name, head = find_head(model)
+    parent, _, attr = head_name.rpartition(".")
+    setattr(model.get_submodule(parent), attr, nn.Identity())
+    model.register_forward_hook(lambda m, inputs, out: FORWARD_IMAGES.update({name: inputs[0].shape[0]}))
+    return model, head.in_features
+
+
+class ImageNetInput(nn.Module):
+    """MNIST-normalized N×1×28×28 → N×3×S×S in ImageNet normalization, batch by batch on the device, so the
+    dataset stays 28 px in memory (224 px, 3 channels would be 64× larger)."""
+
+    def __init__(self, image_size: int):
+        super().__init__()
+        self.image_size = image_size
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x * MNIST_STD + MNIST_MEAN  # back to [0, 1]
+        if x.shape[-1] != self.image_size:
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        return (x.expand(-1, 3, -1, -1) - self.mean) / self.std
+
+
+class TransferNet(nn.Module):
+    """input adapter → frozen backbone → trainable head. With backbone_train=False the backbone stays in eval
+    mode whatever `.train()` says (fixed BatchNorm statistics, no dropout); True reproduces the tutorial."""
+
+    def __init__(self, features: nn.Module, head: nn.Module, image_size: int, backbone_train: bool):
+        super().__init__()
+        self.adapter = ImageNetInput(image_size)
+        self.features = features
+        self.head = head
+        self.backbone_train = backbone_train
+
+    def train(self, mode: bool = True) -> "TransferNet":
+        super().train(mode)
+        if not self.backbone_train:
+            self.features.eval()
+        return self
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(self.adapter(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(x))
+
+
+@torch.inference_mode()
+def compute_features(net: TransferNet, images: torch.Tensor, *, device: torch.device,
+                     batch_size: int = 64) -> torch.Tensor:
+    """Head inputs for every image, backbone in eval mode: one forward pass per image, result on the CPU."""
+    net.eval().to(device)
+    out = [net.embed(images[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(images), batch_size)]
+    return torch.cat(out) if out else torch.empty(0)
