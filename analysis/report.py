@@ -4,6 +4,8 @@
 
 Writes trials.csv (one row per trial), groups.csv (one row per configuration without its seed),
 curves.csv (per group and epoch, across seeds), test_acc.png, test_loss.png, report.md and index.html.
+When config/model varies, the two curve plots get one panel per model. When config/train_per_class varies,
+size_effect.csv and size_effect.png (best results and their epochs against training-set size) are added.
 Best accuracy / loss and their epochs are picked in hindsight on the test set, and the report says so.
 Uses pandas and matplotlib's Agg canvas only (no ray, no torch, no display needed).
 """
@@ -31,6 +33,12 @@ HINDSIGHT = ("Best accuracy, best loss and their epochs are chosen in hindsight 
              "(there is no separate validation split), so they are optimistic.")
 TITLES = {"test_acc": "Test accuracy", "test_loss": "Test loss"}
 BAND = "line = mean across seeds, band = mean ± 1 std clipped to the valid range (none with one seed), dashed = train"
+SIZE_COLUMN = "config/train_per_class"  # training images per digit; varies in the transfer-learning grid
+MODEL_COLUMN = "config/model"  # the backbone; the curve plots get one panel per value when it varies
+SIZE_STATS = ["best_test_acc", "best_acc_epoch", "best_test_loss", "best_loss_epoch"]
+SIZE_TITLES = {"best_test_acc": "Best test accuracy", "best_test_loss": "Best test loss",
+               "best_acc_epoch": "Epoch of best accuracy", "best_loss_epoch": "Epoch of best loss"}
+SIZE_SECTION = "Effect of training-set size"
 
 
 def _order_key(col: pd.Series) -> pd.Series:
@@ -96,41 +104,186 @@ def curves(df: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def plot_curves(curv: pd.DataFrame, groups: pd.DataFrame, metric: str) -> tuple[bytes, str]:
-    """PNG bytes of one metric per epoch, one line per group, and the caption that explains it."""
+def _top_groups(groups: pd.DataFrame) -> list[str]:
+    """The MAX_PLOTTED_GROUPS groups with the best mean best test accuracy, in the table's order."""
     ranked = groups.sort_values("best_test_acc_mean", ascending=False, kind="stable")["group"]
-    shown = [g for g in groups["group"] if g in set(ranked.head(MAX_PLOTTED_GROUPS))]
+    keep = set(ranked.head(MAX_PLOTTED_GROUPS))
+    return [g for g in groups["group"] if g in keep]
+
+
+def _draw_curves(ax, curv: pd.DataFrame, shown: list[str], labels: dict, colors: dict, metric: str) -> None:
+    """One metric per epoch on one axes: a mean line, a ± std band and a dashed train line per group."""
+    train = metric.replace("test_", "train_") + "_mean"
+    for group in shown:
+        g = curv[curv["group"] == group]
+        color = colors[group]
+        mean, std = g[f"{metric}_mean"], g[f"{metric}_std"]
+        ax.plot(g["epoch"], mean, color=color, marker="o", markersize=3, label=labels[group])
+        # accuracy lies in [0, 1] and loss is >= 0: a band past those would show impossible values
+        lo, hi = (mean - std).clip(lower=0), (mean + std).clip(upper=1 if "acc" in metric else None)
+        ax.fill_between(g["epoch"], lo, hi, color=color, alpha=0.2, linewidth=0)
+        if train in g:
+            ax.plot(g["epoch"], g[train], color=color, linestyle="--", alpha=0.6, linewidth=1)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")  # "tight" keeps the outside legend in the image
+    return buf.getvalue()
+
+
+def _caption_on_top(fig: Figure, caption: str, hspace: float = 0.35) -> None:
+    """The caption above all panels: it grows upwards out of the figure and savefig's tight bbox keeps it, so a
+    long caption never covers the panel titles."""
+    fig.subplots_adjust(top=0.93, hspace=hspace)  # hspace: room for the x labels of wrapped panel rows
+    fig.suptitle(caption.replace("; ", "\n"), fontsize="small", y=1.0, va="bottom")
+
+
+def plot_curves(curv: pd.DataFrame, groups: pd.DataFrame, metric: str) -> tuple[bytes, str]:
+    """PNG bytes of one metric per epoch, one line per group, and the caption that explains it.
+
+    When config/model varies there is one panel per model (shared y axis) with one line per remaining group,
+    as in the original study's Tables 3 and 4; MAX_PLOTTED_GROUPS then applies to each panel.
+    """
+    gcols = [c for c in groups if c.startswith(CONFIG_PREFIX)]
+    if MODEL_COLUMN in gcols:
+        return _plot_curves_by_model(curv, groups, metric, gcols)
+    shown = _top_groups(groups)
     caption = f"{TITLES[metric]} per epoch; {BAND}"
     if len(groups) > len(shown):
         caption += f"; top {len(shown)} of {len(groups)} groups by mean best test accuracy"
-    gcols = [c for c in groups if c.startswith(CONFIG_PREFIX)]
     short = dict(zip(groups["group"], groups.apply(group_label, axis=1, columns=gcols, digits=3)))  # legend only
     fig = Figure(figsize=(10, 5), dpi=100)
     FigureCanvasAgg(fig)  # explicit Agg canvas: no pyplot, no global backend switch, works headless
     ax = fig.add_subplot()
-    train = metric.replace("test_", "train_") + "_mean"
-    for i, group in enumerate(shown):
-        g = curv[curv["group"] == group]
-        color = f"C{i % 10}"
-        mean, std = g[f"{metric}_mean"], g[f"{metric}_std"]
-        ax.plot(g["epoch"], mean, color=color, marker="o", markersize=3, label=short[group])
-        lo, hi = mean - std, mean + std
-        if "acc" in metric:  # accuracy is a fraction: a band past 1 would show impossible values
-            lo, hi = lo.clip(0, 1), hi.clip(0, 1)
-        ax.fill_between(g["epoch"], lo, hi, color=color, alpha=0.2, linewidth=0)
-        if train in g:
-            ax.plot(g["epoch"], g[train], color=color, linestyle="--", alpha=0.6, linewidth=1)
+    _draw_curves(ax, curv, shown, short, {g: f"C{i % 10}" for i, g in enumerate(shown)}, metric)
     handles, _ = ax.get_legend_handles_labels()
-    if train in curv:
+    if metric.replace("test_", "train_") + "_mean" in curv:
         handles.append(Line2D([], [], color="gray", linestyle="--", label="train (same colour)"))
     ax.legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the data
     ax.set(xlabel="epoch", ylabel=TITLES[metric] + (" (fraction)" if "acc" in metric else ""))
     ax.set_title(caption.replace("; ", "\n"), fontsize="small")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(alpha=0.3)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")  # "tight" keeps the outside legend in the image
-    return buf.getvalue(), caption
+    return _png(fig), caption
+
+
+def _plot_curves_by_model(curv: pd.DataFrame, groups: pd.DataFrame, metric: str, gcols: list[str]):
+    """plot_curves with one panel per model; a label keeps its colour in every panel, so one legend serves all."""
+    rest = [c for c in gcols if c != MODEL_COLUMN]
+    model = groups[MODEL_COLUMN].map(format_value)
+    labels = dict(zip(groups["group"], groups.apply(group_label, axis=1, columns=rest, digits=3)))
+    palette = {lab: f"C{i % 10}" for i, lab in enumerate(dict.fromkeys(labels.values()))}
+    colors = {g: palette[lab] for g, lab in labels.items()}
+    models = list(dict.fromkeys(model))  # groups are sorted already, so this is the models' sorted order
+    panels = [(m, _top_groups(groups[model == m])) for m in models]
+    caption = f"{TITLES[metric]} per epoch, one panel per model; {BAND}"
+    if any(len(shown) < (model == m).sum() for m, shown in panels):
+        caption += f"; in each panel the top {MAX_PLOTTED_GROUPS} groups by mean best test accuracy"
+    ncols = min(len(models), 3)  # beyond 3 panels a single row gets too narrow to read
+    nrows = -(-len(models) // ncols)
+    fig = Figure(figsize=(4.5 * ncols + 2, 4.5 * nrows), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, sharey=True, squeeze=False).ravel()
+    for ax, (m, shown) in zip(axes, panels):
+        _draw_curves(ax, curv, shown, labels, colors, metric)
+        ax.set_title(f"model={m}", fontsize="medium")
+        ax.set_xlabel("epoch")
+        ax.tick_params(labelleft=True)  # sharey hides the inner tick labels; each panel stays readable alone
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    for ax in axes[::ncols]:
+        ax.set_ylabel(TITLES[metric] + (" (fraction)" if "acc" in metric else ""))
+    on_show = {labels[g] for _, shown in panels for g in shown}
+    shown_labels = [lab for lab in palette if lab in on_show]  # palette follows the groups' sorted order
+    handles = [Line2D([], [], color=palette[lab], marker="o", markersize=3, label=lab) for lab in shown_labels]
+    if metric.replace("test_", "train_") + "_mean" in curv:
+        handles.append(Line2D([], [], color="gray", linestyle="--", label="train (same colour)"))
+    axes[ncols - 1].legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1))
+    _caption_on_top(fig, caption)
+    return _png(fig), caption
+
+
+def _size_frame(trials: pd.DataFrame, gcols: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """Trials with a numeric training-set size, plus "line" (the label of the other varying config values)."""
+    rest = [c for c in gcols if c != SIZE_COLUMN]
+    data = trials.assign(size=pd.to_numeric(trials[SIZE_COLUMN], errors="coerce"))
+    data = data[data["size"].notna()]  # "None" (all images) has no place on a size axis
+    data = data.assign(line=data.apply(group_label, axis=1, columns=rest) if len(data) else [])
+    keys = rest + ["size"]
+    return data.sort_values(keys, key=_order_key, kind="stable"), rest
+
+
+def size_effect(trials: pd.DataFrame, gcols: list[str]) -> pd.DataFrame | None:
+    """Per line (the other varying config values) and training-set size: n_seeds and mean/std (ddof=1) of the
+    best test accuracy / loss and their epochs, in numeric size order; None when train_per_class is fixed."""
+    if SIZE_COLUMN not in gcols:
+        return None
+    data, rest = _size_frame(trials, gcols)
+    if data.empty:
+        return None
+    by = data.groupby(["line", "size"], sort=False)
+    out = by[rest].first() if rest else pd.DataFrame(index=by.size().index)
+    out["n_seeds"] = by.size()
+    stats = data[SIZE_STATS].apply(pd.to_numeric, errors="coerce").astype(float).groupby(
+        [data["line"], data["size"]], sort=False)
+    for col in SIZE_STATS:
+        out[f"{col}_mean"], out[f"{col}_std"] = stats[col].mean(), stats[col].std()
+    out = out.reset_index().rename(columns={"size": SIZE_COLUMN})
+    if (out[SIZE_COLUMN] % 1 == 0).all():
+        out[SIZE_COLUMN] = out[SIZE_COLUMN].astype("int64")  # images per digit are counts: 10, not 10.0
+    return out[["line", *rest, SIZE_COLUMN, *[c for c in out if c not in ("line", SIZE_COLUMN, *rest)]]]
+
+
+def plot_size_effect(table: pd.DataFrame, trials: pd.DataFrame, gcols: list[str]) -> tuple[bytes, str]:
+    """PNG bytes of the 2x2 size-effect figure (the original study's Table 2) and its caption."""
+    data, rest = _size_frame(trials, gcols)
+    lines = list(dict.fromkeys(table["line"]))
+    ranked = table.groupby("line", sort=False)["best_test_acc_mean"].mean().sort_values(ascending=False,
+                                                                                         kind="stable")
+    shown = [ln for ln in lines if ln in set(ranked.index[:MAX_PLOTTED_GROUPS])]
+    short = dict(zip(table["line"], table.apply(group_label, axis=1, columns=rest, digits=3)))  # legend only
+    sizes = sorted(table[SIZE_COLUMN].unique())
+    # Lines are nudged sideways a little so that error bars at the same size do not hide each other.
+    span = (sizes[-1] - sizes[0]) or 1
+    step = 0.012 * span if len(shown) > 1 else 0.0
+    caption = ("Best test accuracy, best test loss and the epochs where each was reached, against training-set "
+               "size (images per digit); marker = mean across seeds, bar = ± 1 std (none with one seed), "
+               "faint dots = single seeds, lines nudged sideways so they do not overlap; best values and their "
+               "epochs are picked in hindsight on the test set")
+    if len(lines) > len(shown):
+        caption += f"; top {len(shown)} of {len(lines)} lines by mean best test accuracy"
+    dropped = len(trials) - len(data)
+    if dropped:
+        caption += f"; {dropped} trial(s) without a numeric train_per_class not shown"
+    fig = Figure(figsize=(11, 8), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2, 2, sharex=True).ravel()
+    for ax, col in zip(axes, ["best_test_acc", "best_test_loss", "best_acc_epoch", "best_loss_epoch"]):
+        for i, line in enumerate(shown):
+            color, dx = f"C{i % 10}", (i - (len(shown) - 1) / 2) * step
+            rows, seeds = table[table["line"] == line], data[data["line"] == line]
+            mean, std = rows[f"{col}_mean"], rows[f"{col}_std"].fillna(0)
+            lo, hi = mean - std, mean + std
+            if col == "best_test_acc":  # accuracy is a fraction: a bar past 1 would show impossible values
+                lo, hi = lo.clip(0, 1), hi.clip(0, 1)
+            ax.errorbar(rows[SIZE_COLUMN] + dx, mean, yerr=[mean - lo, hi - mean], color=color, marker="o",
+                        markersize=4, capsize=3, label=short[line])
+            ax.plot(seeds["size"] + dx, pd.to_numeric(seeds[col], errors="coerce").astype(float), color=color,
+                    marker="o", markersize=3, linestyle="none", alpha=0.3)
+        ax.set_title(SIZE_TITLES[col], fontsize="medium")
+        ax.set_xticks(sizes)
+        if "epoch" in col:
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_xlabel("training images per digit (train_per_class)")
+        ax.set_ylabel("epoch" if "epoch" in col else SIZE_TITLES[col] + (" (fraction)" if "acc" in col else ""))
+        ax.grid(alpha=0.3)
+    handles, _ = axes[0].get_legend_handles_labels()
+    handles.append(Line2D([], [], color="gray", marker="o", markersize=3, linestyle="none", alpha=0.3,
+                          label="single seeds"))
+    axes[1].legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1))
+    _caption_on_top(fig, caption, hspace=0.2)  # shared x: the top row has no x labels
+    return _png(fig), caption
 
 
 def _num(v) -> str:
@@ -199,6 +352,13 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     for metric in ("test_acc", "test_loss"):
         png, captions[metric] = plot_curves(curv, groups, metric)
         _write(out / f"{metric}.png", png)
+    sizes = size_effect(trials, gcols)
+    size_caption = None
+    if sizes is not None:
+        _write(out / "size_effect.csv", sizes.to_csv(index=False))
+        png, size_caption = plot_size_effect(sizes, trials, gcols)
+        _write(out / "size_effect.png", png)
+    csvs = ["trials.csv", "groups.csv", "curves.csv"] + (["size_effect.csv"] if sizes is not None else [])
 
     fixed = [c for c in config_columns(df) if c not in gcols and c != SEED_COLUMN]
     best = groups.sort_values("best_test_acc_mean", ascending=False, kind="stable").iloc[0]
@@ -216,11 +376,13 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
 
     md = [f"# {title}", "", *[f"- {f}" for f in facts], "", f"> {HINDSIGHT}", "",
           "## Groups (configuration without seed)", "", markdown_table(gshow), ""]
+    if size_caption:
+        md += [f"## {SIZE_SECTION}", "", "![size_effect](size_effect.png)", "", f"*{size_caption}*", ""]
     md += [f"## {TITLES[m]}\n\n![{m}]({m}.png)\n\n*{captions[m]}*\n" for m in captions]
     md += ["## Trials", "", markdown_table(tshow), ""]
     if skipped_lines:
         md += [f"## Skipped log files ({len(skipped_lines)})", "", *[f"- {s}" for s in skipped_lines], ""]
-    md += ["Tables: trials.csv, groups.csv, curves.csv (full precision).", ""]
+    md += [f"Tables: {', '.join(csvs)} (full precision).", ""]
     _write(out / "report.md", "\n".join(md))
 
     e = html.escape
@@ -228,14 +390,17 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
             f"<style>{CSS}</style></head><body><h1>{e(title)}</h1>",
             f"<ul>{''.join(f'<li>{e(f)}</li>' for f in facts)}</ul><p class='note'>{e(HINDSIGHT)}</p>",
             "<h2>Groups (configuration without seed)</h2>", gshow.to_html(index=False, border=0)]
+    if size_caption:
+        page += [f"<h2>{e(SIZE_SECTION)}</h2><figure><img src='size_effect.png' alt='{e(SIZE_SECTION)}'>"
+                 f"<figcaption>{e(size_caption)}</figcaption></figure>"]
     page += [f"<figure><img src='{m}.png' alt='{e(TITLES[m])}'><figcaption>{e(captions[m])}</figcaption></figure>"
              for m in captions]
     page += ["<h2>Trials</h2>", tshow.to_html(index=False, border=0)]
     if skipped_lines:
         page += [f"<h2>Skipped log files ({len(skipped_lines)})</h2><ul>",
                  *[f"<li>{e(s)}</li>" for s in skipped_lines], "</ul>"]
-    page += ["<p>Tables: <a href='trials.csv'>trials.csv</a>, <a href='groups.csv'>groups.csv</a>, "
-             "<a href='curves.csv'>curves.csv</a> (full precision).</p></body></html>"]
+    links = ", ".join(f"<a href='{c}'>{c}</a>" for c in csvs)
+    page += [f"<p>Tables: {links} (full precision).</p></body></html>"]
     index = out / "index.html"
     _write(index, "\n".join(page))  # written last: its presence means the whole report is there
     return index
