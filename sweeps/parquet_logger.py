@@ -20,8 +20,10 @@ import pyarrow.parquet as pq
 from ray import tune
 
 # The contract's columns, in this order, then config/<name>, then per-variant test metrics.
-METRIC_COLUMNS = ["trial_id", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_seconds", "lr",
-                  "status"]
+METRIC_COLUMNS = ["trial_id", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_seconds", "lr"]
+# Per trial, repeated on its rows: where it stands, why it stopped (completed, diverged, error; schedulers add
+# their own), the last error's message, and how many times it failed and was retried.
+TRIAL_COLUMNS = ["status", "stop_reason", "error", "failures"]
 _ARROW = {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_()}
 
 
@@ -43,7 +45,7 @@ class ParquetLogger(tune.Callback):
         self.logs_dir = Path(logs_dir)
         self.config_types = {k: t for k, v in (config_types or {}).items() if (t := _arrow_type(v)) is not None}
         self._rows: dict[str, dict[int, dict[str, Any]]] = {}
-        self._status: dict[str, str] = {}
+        self._trial: dict[str, dict[str, Any]] = {}  # TRIAL_COLUMNS per trial
 
     # -- Tune hooks -------------------------------------------------------------------------------------------
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
@@ -51,20 +53,30 @@ class ParquetLogger(tune.Callback):
             return
         rows = self._trial_rows(trial.trial_id)
         rows[int(result["epoch"])] = self.make_row(trial.trial_id, trial.config, result)
-        self._status[trial.trial_id] = "running"
+        state = self._trial_state(trial)
+        state["status"] = "running"
+        if result.get("stop_reason"):
+            state["stop_reason"] = result["stop_reason"]
         self._write(trial.trial_id)
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
-        self._finish(trial.trial_id, "terminated")
+        state = self._trial_state(trial)
+        state.update(status="terminated", stop_reason=state.get("stop_reason") or "completed")
+        self._finish(trial.trial_id)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial, **info) -> None:
+        self._trial_state(trial)["error"] = _last_error_line(trial)  # retried; the rows so far stay
+        self._finish(trial.trial_id)
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
-        self._finish(trial.trial_id, "error")  # rows already written stay; only the status changes
+        self._trial_state(trial).update(status="error", stop_reason="error", error=_last_error_line(trial))
+        self._finish(trial.trial_id)  # rows already written stay
 
     # -- rows ---------------------------------------------------------------------------------------------------
     @staticmethod
     def make_row(trial_id: str, config: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
         row: dict[str, Any] = {"trial_id": trial_id, "epoch": int(result["epoch"])}
-        for key in METRIC_COLUMNS[2:-1]:
+        for key in METRIC_COLUMNS[2:]:
             row[key] = result.get(key)
         for key, value in sorted(config.items()):
             row[f"config/{key}"] = value
@@ -79,13 +91,18 @@ class ParquetLogger(tune.Callback):
             previous: dict[int, dict[str, Any]] = {}
             if path.exists():  # a resumed sweep: continue from what the earlier driver wrote
                 for row in pq.read_table(path).to_pylist():
-                    row.pop("status", None)
+                    for key in TRIAL_COLUMNS:
+                        row.pop(key, None)
                     previous[int(row["epoch"])] = row
             self._rows[trial_id] = previous
         return self._rows[trial_id]
 
-    def _finish(self, trial_id: str, status: str) -> None:
-        self._status[trial_id] = status
+    def _trial_state(self, trial) -> dict[str, Any]:
+        state = self._trial.setdefault(trial.trial_id, {"status": "running", "stop_reason": None, "error": None})
+        state["failures"] = int(getattr(trial, "num_failures", 0) or 0)
+        return state
+
+    def _finish(self, trial_id: str) -> None:
         if self._trial_rows(trial_id):
             self._write(trial_id)
 
@@ -93,17 +110,19 @@ class ParquetLogger(tune.Callback):
         return self.logs_dir / f"{trial_id}.parquet"
 
     def table(self, trial_id: str) -> pa.Table:
-        rows = [dict(r, status=self._status.get(trial_id, "running"))
-                for _, r in sorted(self._trial_rows(trial_id).items())]
-        names = list(METRIC_COLUMNS)
+        state = self._trial.get(trial_id, {})
+        trial_values = {"status": state.get("status", "running"), "stop_reason": state.get("stop_reason"),
+                        "error": state.get("error"), "failures": state.get("failures", 0)}
+        rows = [dict(r, **trial_values) for _, r in sorted(self._trial_rows(trial_id).items())]
+        names = METRIC_COLUMNS + TRIAL_COLUMNS
         names += sorted({k for r in rows for k in r if k.startswith("config/")})
         names += sorted({k for r in rows for k in r if k not in names})
         fields = []
         for name in names:
             values = [r.get(name) for r in rows]
-            if name in ("trial_id", "status"):
+            if name in ("trial_id", "status", "stop_reason", "error"):
                 tp = pa.string()
-            elif name == "epoch":
+            elif name in ("epoch", "failures"):
                 tp = pa.int64()
             elif name.startswith("config/") and name[7:] in self.config_types:
                 tp = self.config_types[name[7:]]
@@ -115,8 +134,21 @@ class ParquetLogger(tune.Callback):
         return pa.table(dict(fields))
 
     def _write(self, trial_id: str) -> None:
+        """Rewrite the trial's file through a hidden temporary file and a rename."""
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         path = self._path(trial_id)
         tmp = path.with_name(f".{path.name}.tmp")  # dot-prefixed: pyarrow datasets skip it
         pq.write_table(self.table(trial_id), tmp)
         os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new one, never half of one
+
+
+def _last_error_line(trial) -> str:
+    """The message of the trial's latest exception (the last line of Tune's error trace)."""
+    try:
+        text = trial.get_error() or ""
+    except Exception:  # the error file is not readable (yet): the status still says error
+        text = ""
+    if not isinstance(text, str):
+        text = str(text)
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:500] if lines else "unknown error (see the trial folder in RUN_DIR/tune)"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -112,3 +113,16 @@ def test_fit_reports_every_epoch_and_resumes_exactly():
     assert resumed.rows[-1]["test_loss"] == pytest.approx(full.rows[-1]["test_loss"], rel=1e-6)
     for p, q in zip(model_full.parameters(), model_resumed.parameters()):
         torch.testing.assert_close(p, q)
+
+
+def test_non_finite_loss_ends_the_run_as_diverged():
+    torch.manual_seed(0)
+    model = nn.Linear(2, 2)
+    x, y = blobs()
+    opt = torch.optim.SGD(model.parameters(), lr=1e30)  # overflows to inf, then NaN
+    rep = MemoryReporter()
+    fit(model, opt, None, train=(x * 1e6, y), tests={"test": blobs(50, 3)}, epochs=10, batch_size=8, seed=0,
+        device=CPU, reporter=rep)
+    assert len(rep.rows) < 10
+    assert rep.rows[-1]["stop_reason"] == "diverged" and not math.isfinite(rep.rows[-1]["train_loss"])
+    assert all("stop_reason" not in r for r in rep.rows[:-1])

@@ -102,3 +102,25 @@ def test_a_crash_mid_write_leaves_the_previous_file(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         feed(log, t, (2, 0.6))
     assert pd.read_parquet(tmp_path / "logs")["epoch"].tolist() == [1]  # the hidden temp file is not read
+
+
+def test_stop_reason_error_message_and_failures(tmp_path):
+    log = ParquetLogger(tmp_path / "logs", STNConfig.field_types())
+    done, diverged, broken = trial("a_00000"), trial("a_00001"), trial("a_00002")
+    feed(log, done, (1, 0.5))
+    log.on_trial_complete(0, [], done)
+    log.on_trial_result(0, [], diverged, result(1, 0.1, stop_reason="diverged"))
+    log.on_trial_complete(0, [], diverged)
+    feed(log, broken, (1, 0.3))
+    broken.num_failures = 1
+    broken.get_error = lambda: "Traceback (most recent call last):\n  ...\nRuntimeError: CUDA out of memory\n"
+    log.on_trial_recover(0, [], broken)  # retried once ...
+    broken.num_failures = 2
+    log.on_trial_error(0, [], broken)  # ... then given up
+    df = pd.read_parquet(tmp_path / "logs").set_index("trial_id")
+    assert df.loc["a_00000", "stop_reason"] == "completed" and df.loc["a_00000", "status"] == "terminated"
+    assert df.loc["a_00001", "stop_reason"] == "diverged" and df.loc["a_00001", "status"] == "terminated"
+    assert df.loc["a_00002", "stop_reason"] == "error" and df.loc["a_00002", "status"] == "error"
+    assert df.loc["a_00002", "error"] == "RuntimeError: CUDA out of memory"
+    assert df.loc["a_00002", "failures"] == 2 and df.loc["a_00000", "failures"] == 0
+    assert pd.isna(df.loc["a_00000", "error"])

@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import time
@@ -180,7 +181,8 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, *, t
     """Train for `epochs`, evaluating every test split after each epoch, resuming from `reporter.restore()`.
 
     The shuffling order of epoch e depends only on (seed, e), and the RNG state is checkpointed, so a trial
-    resumed from epoch k continues as if it had never stopped.
+    resumed from epoch k continues as if it had never stopped. A non-finite training loss ends the run after
+    reporting that epoch with stop_reason "diverged".
     """
     prepare_model(model, device)
     start = 0
@@ -208,7 +210,13 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, *, t
             scheduler.step()
         metrics = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"], **te,
                    "epoch_seconds": seconds, "lr": lr}
+        # A NaN or infinite loss never recovers: end the trial (it completes, the sweep goes on) and say why.
+        diverged = not math.isfinite(tr["loss"])
+        if diverged:
+            metrics["stop_reason"] = "diverged"
         state = {"model": trainable_state(model), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict() if scheduler is not None else None,
                  "rng": torch.get_rng_state(), "epoch": epoch}
         reporter.report(metrics, state)
+        if diverged:
+            return
