@@ -1,0 +1,70 @@
+"""Node loss: a head and two worker nodes on this machine (ray.cluster_utils.Cluster); a sweep runs one trial
+on each worker; one worker is killed mid-trial; its trial resumes from its last checkpoint on the other node and
+the logs end with each (trial_id, epoch) exactly once, no gaps."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+EPOCHS = 8
+
+
+def _restart_epochs(run) -> dict[str, list[int]]:
+    """Per trial folder: the epoch of every (re)start, from Tune's own result log."""
+    out = {}
+    for result_file in (run / "tune").glob("*/result.json"):
+        results = [json.loads(line) for line in result_file.read_text().splitlines()]
+        out[result_file.parent.name] = [r["epoch"] for r in results if r["iterations_since_restore"] == 1]
+    return out
+
+
+def test_worker_killed_mid_trial_resumes_elsewhere(mnist_dir, tmp_path):
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})  # trials can only run on workers
+    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    run = tmp_path / "RUN"
+    args = [sys.executable, "sweeps/stn_mnist.py", "--address", cluster.address, "--data-dir", str(mnist_dir),
+            "--out", str(run), "--epochs", str(EPOCHS), "--seeds", "0", "1", "--train-per-class", "200",
+            "--test-limit", "2000", "--max-failures", "3", "--no-report"]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 150
+        killed_at = None
+        while time.time() < deadline and proc.poll() is None:
+            time.sleep(0.25)
+            try:
+                counts = pd.read_parquet(run / "logs").groupby("trial_id").size()
+            except Exception:  # no log file yet
+                continue
+            if len(counts) == 2 and counts.min() >= 3:  # both trials running, each past a few checkpoints
+                killed_at = counts.to_dict()
+                cluster.remove_node(workers[0], allow_graceful=False)
+                break
+        assert killed_at is not None and max(killed_at.values()) < EPOCHS, "the worker must die mid-trial"
+        output, _ = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        cluster.shutdown()
+    assert proc.returncode == 0, output[-4000:]
+
+    df = pd.read_parquet(run / "logs")
+    assert not df.duplicated(["trial_id", "epoch"]).any()
+    assert df.groupby("trial_id")["epoch"].apply(sorted).tolist() == [list(range(1, EPOCHS + 1))] * 2
+    assert (df["status"] == "terminated").all() and (df["stop_reason"] == "completed").all()
+    restarts = _restart_epochs(run)
+    resumed = {name: epochs[1:] for name, epochs in restarts.items() if len(epochs) > 1}
+    assert len(resumed) == 1, restarts  # exactly the trial on the killed node was restarted ...
+    (name, epochs), = resumed.items()
+    assert all(e > 1 for e in epochs), f"{name} restarted at epoch 1: {restarts}"  # ... from a checkpoint
+    assert df.groupby("trial_id")["failures"].max().sort_values().tolist() == [0, 1]
