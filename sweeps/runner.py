@@ -143,6 +143,16 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def start_ray(address: str | None):
+    """Join the cluster at `address`, or start a local Ray whose dashboard (when ray[default] is installed)
+    listens on 127.0.0.1 only: the dashboard can run jobs, so it must not face the network."""
+    import ray
+
+    if address:
+        return ray.init(address=address, configure_logging=True, logging_level="WARNING")
+    return ray.init(dashboard_host="127.0.0.1", configure_logging=True, logging_level="WARNING")
+
+
 def run_sweep(args: argparse.Namespace, sweep: Sweep) -> int:
     """Run (or resume) the sweep; returns the process exit code: 0 ok, 1 some trials failed, 2 bad input."""
     try:
@@ -197,11 +207,7 @@ def _run(args: argparse.Namespace, sweep: Sweep) -> int:
     print(f"data: {getattr(data, 'describe', lambda: type(data).__name__)()} "
           f"(loaded in {time.perf_counter() - t0:.1f} s)")
 
-    if args.address:
-        ray.init(address=args.address, configure_logging=True, logging_level="WARNING")
-    else:
-        # Local Ray: the dashboard (if installed) listens on loopback only.
-        ray.init(dashboard_host="127.0.0.1", configure_logging=True, logging_level="WARNING")
+    start_ray(args.address)
     try:
         if gpus is None:
             gpus = sweep.gpu_share if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
