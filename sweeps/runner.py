@@ -211,6 +211,9 @@ def _run(args: argparse.Namespace, sweep: Sweep) -> int:
     try:
         if gpus is None:
             gpus = sweep.gpu_share if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+            if gpus == 0 and args.address:
+                print("note: the cluster has no GPU right now, so trials get none; an autoscaling cluster adds "
+                      "GPU workers only when asked: pass --gpus-per-trial (e.g. 1 or 0.25)")
         resources = {"cpu": args.cpus_per_trial, "gpu": gpus}
         shared = sweep.prepare(data, configs, resources) if sweep.prepare is not None else {}
         trainable = tune.with_resources(tune.with_parameters(sweep.trainable, data=data, **shared), resources)
