@@ -219,9 +219,10 @@ def _run(args: argparse.Namespace, sweep: Sweep) -> int:
         trainable = tune.with_resources(tune.with_parameters(sweep.trainable, data=data, **shared), resources)
         print(f"{sweep.name}: {len(configs)} trial(s), {args.cpus_per_trial:g} CPU + {gpus:g} GPU each; "
               f"cluster: {ray.cluster_resources().get('CPU', 0):g} CPU, {ray.cluster_resources().get('GPU', 0):g} GPU")
-        write_json_atomic(run_dir / "sweep.json", {
-            "sweep": sweep.name, "argv": sys.argv, "args": vars(args), "resources_per_trial": resources,
-            "configs": [c.to_dict() for c in configs]})
+        if not restoring:  # a resumed sweep keeps its first configuration (Tune ignores a changed space)
+            write_json_atomic(run_dir / "sweep.json", {
+                "sweep": sweep.name, "argv": sys.argv, "args": vars(args), "resources_per_trial": resources,
+                "configs": [c.to_dict() for c in configs]})
         if restoring:
             tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_errored=True)
         else:
