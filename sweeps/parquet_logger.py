@@ -13,7 +13,7 @@ import os
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -41,8 +41,11 @@ class ParquetLogger(tune.Callback):
     `config/<name>` column, so files where an optional value is None still share one schema with the rest.
     """
 
-    def __init__(self, logs_dir: str | Path, config_types: dict[str, Any] | None = None):
+    def __init__(self, logs_dir: str | Path, config_types: dict[str, Any] | None = None,
+                 early_stop_reason: Callable[[str], str] | None = None):
         self.logs_dir = Path(logs_dir)
+        # trial_id → why a trial that ended before its epoch budget was stopped (asha, plateau)
+        self.early_stop_reason = early_stop_reason
         self.config_types = {k: t for k, v in (config_types or {}).items() if (t := _arrow_type(v)) is not None}
         self._rows: dict[str, dict[int, dict[str, Any]]] = {}
         self._trial: dict[str, dict[str, Any]] = {}  # TRIAL_COLUMNS per trial
@@ -61,7 +64,14 @@ class ParquetLogger(tune.Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         state = self._trial_state(trial)
-        state.update(status="terminated", stop_reason=state.get("stop_reason") or "completed")
+        reason = state.get("stop_reason")
+        if reason is None:
+            rows = self._trial_rows(trial.trial_id)
+            planned = trial.config.get("epochs")
+            early = rows and planned is not None and max(rows) < planned
+            reason = (self.early_stop_reason(trial.trial_id) if self.early_stop_reason else "stopped") \
+                if early else "completed"
+        state.update(status="terminated", stop_reason=reason)
         self._finish(trial.trial_id)
 
     def on_trial_recover(self, iteration: int, trials: list, trial, **info) -> None:

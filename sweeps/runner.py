@@ -56,6 +56,7 @@ class Sweep:
     # snapshot: a driver killed in between makes --resume log errors for checkpoints already deleted. Trial
     # checkpoints hold only trainable state (the STN: 124 KB), so keeping all is cheap.
     keep_checkpoints: int | None = None
+    search: Any = None  # a sweeps.search.Search: Optuna + early stopping instead of a grid
 
 
 def sweep_parser(name: str, description: str | None) -> argparse.ArgumentParser:
@@ -109,9 +110,19 @@ def expand(param_space: dict[str, Any], num_samples: int = 1) -> list[dict[str, 
 
 
 def validate(sweep: Sweep) -> list[TrialConfig]:
-    configs = []
-    for variant in expand(sweep.param_space, sweep.num_samples):
-        configs.append(sweep.config_cls.from_dict(variant))
+    """Every grid configuration; for a search, the baseline, samples, and both ends of every searched range."""
+    configs = [sweep.config_cls.from_dict(v) for v in expand(sweep.param_space, 1 if sweep.search else
+                                                               sweep.num_samples)]
+    if sweep.search is not None:
+        fixed = {k: v for k, v in sweep.param_space.items() if k not in sweep.search.space}
+        configs.insert(0, sweep.config_cls.from_dict({**fixed, **sweep.search.baseline}))
+        for key, domain in sweep.search.space.items():
+            ends = list(getattr(domain, "categories", None) or [])
+            if hasattr(domain, "lower"):
+                upper = domain.upper - 1 if isinstance(domain.lower, int) else domain.upper  # randint: exclusive
+                ends = [domain.lower, upper]
+            for value in ends:
+                sweep.config_cls.from_dict({**fixed, **sweep.search.baseline, key: value})
     return configs
 
 
@@ -168,6 +179,9 @@ def _run(args: argparse.Namespace, sweep: Sweep) -> int:
         sweep.param_space[key] = grid_search(value) if isinstance(value, list) else value
     # Every default goes into the space, so each trial's config (and its logs' config/* columns) is complete.
     sweep.param_space = {**sweep.config_cls().to_dict(), **sweep.param_space}
+    if sweep.search is not None:
+        sweep.param_space.update(sweep.search.space)
+        sweep.num_samples = sweep.search.num_samples
     configs = validate(sweep)
     gpus = parse_gpus(args.gpus_per_trial)
     if args.cpus_per_trial <= 0:
@@ -175,6 +189,14 @@ def _run(args: argparse.Namespace, sweep: Sweep) -> int:
     if args.dry_run:
         print(f"{sweep.name}: {len(configs)} trial configuration(s); resources per trial: "
               f"{args.cpus_per_trial:g} CPU, {'auto' if gpus is None else f'{gpus:g}'} GPU")
+        if sweep.search is not None:
+            s = sweep.search
+            print(f"Optuna TPE search (seed {s.seed}): {s.num_samples} trials, {s.max_concurrent} at once; "
+                  f"ASHA {'off' if s.asha is None else f'grace {s.asha[0]}, factor {s.asha[1]:g}'}; plateau "
+                  f"{'off' if s.plateau is None else f'{s.plateau} epochs'}")
+            for key, domain in s.space.items():
+                print(f"  search {key}: {domain.domain_str if hasattr(domain, 'domain_str') else domain}")
+            print("trial 1 is the baseline, then samples such as:")
         for i, cfg in enumerate(configs, 1):
             print(f"{i:4d}  {json.dumps(cfg.to_dict())}")
         return 0
@@ -223,6 +245,12 @@ def _run(args: argparse.Namespace, sweep: Sweep) -> int:
             write_json_atomic(run_dir / "sweep.json", {
                 "sweep": sweep.name, "argv": sys.argv, "args": vars(args), "resources_per_trial": resources,
                 "configs": [c.to_dict() for c in configs]})
+        search_alg, scheduler, stopper, early_stop_reason = sweep.search_alg, sweep.scheduler, None, None
+        if sweep.search is not None:
+            from sweeps.search import build_search
+
+            search_alg, scheduler, stopper, early_stop_reason = build_search(
+                sweep.search, run_dir, sweep.metric, sweep.mode, max(c.epochs for c in configs))
         if restoring:
             tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_errored=True)
         else:
@@ -230,10 +258,11 @@ def _run(args: argparse.Namespace, sweep: Sweep) -> int:
                 trainable,
                 param_space=sweep.param_space,
                 tune_config=tune.TuneConfig(metric=sweep.metric, mode=sweep.mode, num_samples=sweep.num_samples,
-                                            search_alg=sweep.search_alg, scheduler=sweep.scheduler),
+                                            search_alg=search_alg, scheduler=scheduler),
                 run_config=tune.RunConfig(
-                    name=TUNE_DIR, storage_path=str(run_dir),
-                    callbacks=[ParquetLogger(run_dir / "logs", config_types=sweep.config_cls.field_types())],
+                    name=TUNE_DIR, storage_path=str(run_dir), stop=stopper,
+                    callbacks=[ParquetLogger(run_dir / "logs", config_types=sweep.config_cls.field_types(),
+                                             early_stop_reason=early_stop_reason)],
                     failure_config=tune.FailureConfig(max_failures=args.max_failures),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=sweep.keep_checkpoints),
                     verbose=1,

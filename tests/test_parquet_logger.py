@@ -106,7 +106,7 @@ def test_a_crash_mid_write_leaves_the_previous_file(tmp_path, monkeypatch):
 
 def test_stop_reason_error_message_and_failures(tmp_path):
     log = ParquetLogger(tmp_path / "logs", STNConfig.field_types())
-    done, diverged, broken = trial("a_00000"), trial("a_00001"), trial("a_00002")
+    done, diverged, broken = trial("a_00000", epochs=1), trial("a_00001"), trial("a_00002")
     feed(log, done, (1, 0.5))
     log.on_trial_complete(0, [], done)
     log.on_trial_result(0, [], diverged, result(1, 0.1, stop_reason="diverged"))
@@ -124,3 +124,15 @@ def test_stop_reason_error_message_and_failures(tmp_path):
     assert df.loc["a_00002", "error"] == "RuntimeError: CUDA out of memory"
     assert df.loc["a_00002", "failures"] == 2 and df.loc["a_00000", "failures"] == 0
     assert pd.isna(df.loc["a_00000", "error"])
+
+
+def test_trials_ended_before_their_budget_get_the_schedulers_reason(tmp_path):
+    log = ParquetLogger(tmp_path / "logs", STNConfig.field_types(), early_stop_reason=lambda tid: "asha")
+    short = trial("a_00000", epochs=5)
+    feed(log, short, (1, 0.2), (2, 0.25))  # ASHA stops it after epoch 2 of 5
+    log.on_trial_complete(0, [], short)
+    full = trial("a_00001", epochs=2)
+    feed(log, full, (1, 0.5), (2, 0.6))
+    log.on_trial_complete(0, [], full)
+    df = pd.read_parquet(tmp_path / "logs").groupby("trial_id")["stop_reason"].first()
+    assert df.to_dict() == {"a_00000": "asha", "a_00001": "completed"}

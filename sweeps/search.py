@@ -1,0 +1,153 @@
+"""Optuna search with early stopping, for the sweep runner: `Search` says what to search and how to stop trials,
+`build_search` turns it into Ray Tune parts with the study stored in `RUN_DIR/optuna.db` (SQLite).
+
+- Optuna's TPE sampler (seeded) through Ray Tune's OptunaSearch, limited to --max-concurrent trials at once.
+- The paper's configuration is enqueued first, so every study holds its own baseline.
+- ASHA (grace period, reduction factor) and/or a plateau stopper end weak trials early. Such trials reach
+  Optuna as PRUNED with their per-epoch intermediate values, not as COMPLETE trials scored by a partial epoch
+  (Ray's default), so the sampler is not misled; the logs' stop_reason says asha or plateau.
+- On --resume, Optuna trials that were asked for but never reached Tune's last snapshot are marked FAIL, so the
+  study holds no duplicate of any trial.
+
+    optuna-dashboard sqlite:///RUN_DIR/optuna.db     # to browse the study
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
+from ray.tune.stopper import TrialPlateauStopper
+
+STUDY_FILE = "optuna.db"
+
+
+@dataclass
+class Search:
+    space: dict[str, Any]  # Tune domains (tune.choice, tune.loguniform, tune.randint, ...)
+    baseline: dict[str, Any]  # the paper's configuration, run first
+    num_samples: int = 20
+    max_concurrent: int = 4
+    seed: int = 0
+    asha: tuple[int, float] | None = (2, 3.0)  # (grace period in epochs, reduction factor); None: off
+    plateau: int | None = None  # stop after this many epochs without test-accuracy spread; None: off
+    study_name: str = field(default_factory=lambda: time.strftime("study-%Y%m%d-%H%M%S"))
+
+
+class PrunedAwareOptunaSearch(OptunaSearch):
+    """OptunaSearch that tells Optuna PRUNED for trials stopped before their epoch budget (ASHA, plateau)
+    and FAIL for diverged ones, and cleans orphaned RUNNING trials after a restore."""
+
+    def __init__(self, *args, max_epochs: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._max_epochs = max_epochs  # the budget is fixed in these sweeps, never searched
+        self._last_step: dict[str, int] = {}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        super().on_trial_result(trial_id, result)  # reports the metric at step = training_iteration = epoch
+        self._last_step[trial_id] = result.get("training_iteration", 0)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials or error or not result:
+            return super().on_trial_complete(trial_id, result, error)
+        ot_trial = self._ot_trials[trial_id]
+        epoch, value = result.get("epoch"), result.get(self.metric)
+        # A scheduler's STOP reaches the searcher with the stopping result only: record it as the last step.
+        if epoch is not None and value is not None and epoch > self._last_step.get(trial_id, 0):
+            ot_trial.report(value, epoch)
+        if result.get("stop_reason") == "diverged":
+            self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
+        elif epoch is not None and epoch < self._max_epochs:
+            self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)  # keeps intermediate values
+        else:
+            return super().on_trial_complete(trial_id, result, error)
+        self._completed_trials.add(trial_id)
+
+    def restore(self, checkpoint_path: str) -> None:
+        super().restore(checkpoint_path)
+        known = {t.number for t in self._ot_trials.values()}
+        for frozen in self._ot_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            if frozen.number not in known:  # asked after the last snapshot: Tune will ask again
+                self._ot_study.tell(frozen.number, state=optuna.trial.TrialState.FAIL)
+
+
+class RecordingPlateauStopper(TrialPlateauStopper):
+    """A plateau stopper that remembers which trials it stopped, so the logs can say why."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.stopped: set[str] = set()
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        stop = super().__call__(trial_id, result)
+        if stop:
+            self.stopped.add(trial_id)
+        return stop
+
+
+def build_search(search: Search, run_dir: Path, metric: str, mode: str, max_epochs: int):
+    """(search_alg, scheduler, stopper, early_stop_reason) for the Tuner and the Parquet logger."""
+    storage = optuna.storages.RDBStorage(f"sqlite:///{run_dir / STUDY_FILE}")
+    searcher = PrunedAwareOptunaSearch(metric=metric, mode=mode, points_to_evaluate=[search.baseline],
+                                       max_epochs=max_epochs,
+                                       sampler=optuna.samplers.TPESampler(seed=search.seed),
+                                       study_name=search.study_name, storage=storage)
+    search_alg = ConcurrencyLimiter(searcher, max_concurrent=search.max_concurrent)
+    scheduler = None
+    if search.asha is not None:
+        grace, factor = search.asha
+        scheduler = ASHAScheduler(time_attr="epoch", max_t=max_epochs, grace_period=grace, reduction_factor=factor)
+    stopper = None
+    if search.plateau is not None:
+        stopper = RecordingPlateauStopper(metric=metric, std=0.002, num_results=search.plateau,
+                                          grace_period=search.plateau, mode=mode)
+
+    def early_stop_reason(trial_id: str) -> str:
+        return "plateau" if stopper is not None and trial_id in stopper.stopped else "asha"
+
+    return search_alg, scheduler, stopper, early_stop_reason
+
+
+def add_search_args(parser, defaults: Search) -> None:
+    g = parser.add_argument_group("search options")
+    g.add_argument("--num-samples", type=int, default=defaults.num_samples,
+                   help=f"trials in the study, the baseline included (default: {defaults.num_samples})")
+    g.add_argument("--max-concurrent", type=int, default=defaults.max_concurrent,
+                   help=f"trials running at once (default: {defaults.max_concurrent})")
+    g.add_argument("--search-seed", type=int, default=defaults.seed, help="seed of Optuna's TPE sampler")
+    g.add_argument("--asha", type=str, default="2,3", metavar="GRACE,FACTOR",
+                   help="ASHA early stopping: grace period in epochs and reduction factor (default: 2,3); "
+                        "'off' disables it")
+    g.add_argument("--plateau", type=int, default=None, metavar="EPOCHS",
+                   help="also stop a trial whose test accuracy varied by < 0.002 (std) over EPOCHS epochs")
+    g.add_argument("--tune-gamma", action="store_true", help="also search the StepLR gamma")
+    g.add_argument("--tune-momentum", action="store_true", help="also search the SGD momentum")
+
+
+def search_from_args(args, space: dict[str, Any], baseline: dict[str, Any],
+                     extra: dict[str, Callable[[], Any]]) -> Search:
+    """A Search from the parsed options; `extra` maps optional keys (gamma, momentum) to their domains."""
+    from sweeps.runner import SweepError
+
+    space = dict(space)
+    for key, domain in extra.items():
+        if getattr(args, f"tune_{key}"):
+            space[key] = domain()
+    asha = None
+    if args.asha != "off":
+        try:
+            grace, factor = args.asha.split(",")
+            asha = (int(grace), float(factor))
+        except ValueError:
+            raise SweepError(f"--asha {args.asha!r}: expected GRACE,FACTOR such as 2,3, or off") from None
+        if asha[0] < 1 or asha[1] <= 1:
+            raise SweepError(f"--asha {args.asha}: the grace period must be >= 1 and the factor > 1")
+    if args.num_samples < 1 or args.max_concurrent < 1:
+        raise SweepError("--num-samples and --max-concurrent must be >= 1")
+    return Search(space=space, baseline={k: baseline[k] for k in space}, num_samples=args.num_samples,
+                  max_concurrent=args.max_concurrent, seed=args.search_seed, asha=asha, plateau=args.plateau)
