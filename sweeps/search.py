@@ -48,11 +48,26 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         self._max_epochs = max_epochs  # the budget is fixed in these sweeps, never searched
         self._last_step: dict[str, int] = {}
 
+    def _already_told(self, trial_id: str) -> bool:
+        """True when the study holds this trial as finished although Tune still runs it: after a driver kill,
+        Tune's snapshot may predate the study's last write, and Tune then reruns the trial's last epochs."""
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return False
+        number = self._ot_trials[trial_id].number
+        if self._ot_study.get_trials(deepcopy=False)[number].state.is_finished():
+            self._completed_trials.add(trial_id)
+            return True
+        return False
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if self._already_told(trial_id):
+            return
         super().on_trial_result(trial_id, result)  # reports the metric at step = training_iteration = epoch
         self._last_step[trial_id] = result.get("training_iteration", 0)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if self._already_told(trial_id):
+            return
         if trial_id in self._completed_trials or trial_id not in self._ot_trials or error or not result:
             return super().on_trial_complete(trial_id, result, error)
         ot_trial = self._ot_trials[trial_id]
