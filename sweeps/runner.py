@@ -187,7 +187,8 @@ def _run(args: argparse.Namespace, sweep: Sweep) -> int:
     if args.cpus_per_trial <= 0:
         raise SweepError(f"--cpus-per-trial {args.cpus_per_trial}: must be > 0")
     if args.dry_run:
-        print(f"{sweep.name}: {len(configs)} trial configuration(s); resources per trial: "
+        count = f"{sweep.num_samples} searched trials" if sweep.search else f"{len(configs)} trial configuration(s)"
+        print(f"{sweep.name}: {count}; resources per trial: "
               f"{args.cpus_per_trial:g} CPU, {'auto' if gpus is None else f'{gpus:g}'} GPU")
         if sweep.search is not None:
             s = sweep.search
