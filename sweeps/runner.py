@@ -91,6 +91,11 @@ def sweep_parser(name: str, description: str | None) -> argparse.ArgumentParser:
     return p
 
 
+def given(args: argparse.Namespace, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The study options the user set (None = not given, the study's default applies)."""
+    return {k: v for k in keys if (v := getattr(args, k)) is not None}
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     out = {}
     for item in items:

@@ -149,6 +149,9 @@ def search_from_args(args, space: dict[str, Any], baseline: dict[str, Any],
     """A Search from the parsed options; `extra` maps optional keys (gamma, momentum) to their domains."""
     from sweeps.runner import SweepError
 
+    if getattr(args, "smoke_test", False):  # a tiny study: 4 trials, 2 at once, ASHA from epoch 1 unless set explicitly
+        args.num_samples, args.max_concurrent = min(args.num_samples, 4), 2
+        args.asha = "1,2" if args.asha == "2,3" else args.asha
     space = dict(space)
     for key, domain in extra.items():
         if getattr(args, f"tune_{key}"):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ray import tune
 
-from sweeps.runner import Sweep, run_sweep, sweep_parser
+from sweeps.runner import Sweep, given, run_sweep, sweep_parser
 from sweeps.search import Search, add_search_args, search_from_args
 from trainables.data import load_mnist
 from trainables.stn import STNConfig, check_against_data, train_stn
@@ -33,13 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--test-limit", type=int, help="evaluate on the first N test images (default: all)")
     g.add_argument("--seed", type=int, default=0, help="data order and init seed of every trial (default: 0)")
     args = p.parse_args(argv)
-    if args.smoke_test:
-        args.num_samples, args.max_concurrent = min(args.num_samples, 4), 2
-        args.asha = "1,2" if args.asha == "2,3" else args.asha
-    fixed = {**(SMOKE if args.smoke_test else {}),
-             **{k: v for k in ("epochs", "train_per_class", "test_limit") if (v := getattr(args, k)) is not None},
-             "seed": args.seed}
     search = search_from_args(args, SPACE, BASELINE, OPTIONAL)
+    fixed = {**(SMOKE if args.smoke_test else {}), **given(args, ("epochs", "train_per_class", "test_limit")),
+             "seed": args.seed}
     data_dir = args.data_dir.expanduser().resolve()
     return run_sweep(args, Sweep(name="stn_search", trainable=train_stn, config_cls=STNConfig, param_space=fixed,
                                  load_data=lambda: load_mnist(data_dir), check_data=check_against_data,
