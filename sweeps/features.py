@@ -3,11 +3,12 @@
 Each task runs the sweep's unique images (the union of every trial's training subset, plus the test images)
 through its backbone once, with the resources of one trial (so on a GPU cluster it runs on a GPU node), and
 returns the features. The driver then hands them to every trial through `tune.with_parameters`, i.e. Ray's
-object store: each node fetches them once, whatever the number of trials and epochs. We chose the object store
+object store as one object per backbone: a trial fetches only its own backbone's features, and each node
+fetches them once, whatever the number of trials and epochs. We chose the object store
 over a node-local disk cache because it needs no shared filesystem, no lock and no cleanup, and the features are
 small (2,048 floats per image for ResNet50, 4,096 for VGG19: ~0.2 GB for 12,700 images).
 
-    extra = cached_features(data, configs, {"cpu": 1, "gpu": 0})   # {"features": {key: FeatureSet}}
+    extra = cached_features(data, configs, {"cpu": 1, "gpu": 0})   # {"features": {key: ObjectRef[FeatureSet]}}
 """
 from __future__ import annotations
 
@@ -37,9 +38,10 @@ def cached_features(data, configs, resources: dict[str, float]) -> dict[str, Any
     for key, (idx, n) in jobs.items():
         print(f"features: {key.replace('|', ', ')}: {len(idx)} training + {n} test images, each through the "
               f"backbone once", flush=True)
-    features = {}
+    # Wait for every task before any trial starts (trials would hold the CPUs the tasks need) and surface a
+    # failed one here, once; the trials get the object refs and each fetches only its own backbone's features.
     for key, ref in refs.items():
-        features[key] = ray.get(ref)
-        print(f"features: {key.replace('|', ', ')} ready after {time.perf_counter() - t0:.1f} s "
-              f"({features[key].train.shape[1]} per image)", flush=True)
-    return {"features": features}
+        dim = ray.get(ref).train.shape[1]
+        print(f"features: {key.replace('|', ', ')} ready after {time.perf_counter() - t0:.1f} s ({dim} per image)",
+              flush=True)
+    return {"features": refs}

@@ -104,7 +104,7 @@ def prepare_features(data: MnistData, configs: Iterable[TransferConfig]) -> dict
     return {key: features_for(key, data, idx, n) for key, (idx, n) in feature_jobs(data, configs).items()}
 
 
-def train_transfer(config: dict[str, Any], data: MnistData, features: dict[str, FeatureSet] | None = None,
+def train_transfer(config: dict[str, Any], data: MnistData, features: dict[str, Any] | None = None,
                    reporter: Reporter | None = None) -> None:
     """Ray Tune function trainable: one (backbone, training-set size, seed), one report per epoch."""
     cfg = TransferConfig.from_dict(config)
@@ -120,6 +120,10 @@ def train_transfer(config: dict[str, Any], data: MnistData, features: dict[str, 
         if features is None or cfg.feature_key not in features:
             raise RuntimeError(f"no cached features for {cfg.feature_key}: run through prepare_features first")
         fs = features[cfg.feature_key]
+        if not isinstance(fs, FeatureSet):  # a Ray ObjectRef (sweeps/features.py): fetch this backbone's only
+            import ray
+
+            fs = ray.get(fs)
         rows = torch.searchsorted(fs.train_index, idx)
         torch.manual_seed(cfg.seed)  # the head's init: identical in both modes for one seed
         model = head = nn.Linear(fs.train.shape[1], 10)
