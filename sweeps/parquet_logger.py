@@ -22,8 +22,9 @@ from ray import tune
 # The contract's columns, in this order, then config/<name>, then per-variant test metrics.
 METRIC_COLUMNS = ["trial_id", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_seconds", "lr"]
 # Per trial, repeated on its rows: where it stands, why it stopped (completed, diverged, error; schedulers add
-# their own), the last error's message, and how many times it failed and was retried.
-TRIAL_COLUMNS = ["status", "stop_reason", "error", "failures"]
+# their own), the last error's message, how many times it failed and was retried, and the CPUs and GPU share it
+# held (null when the runner did not say), so reports can turn epoch seconds into GPU-seconds.
+TRIAL_COLUMNS = ["status", "stop_reason", "error", "failures", "cpus", "gpus"]
 _ARROW = {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_()}
 
 
@@ -39,11 +40,15 @@ class ParquetLogger(tune.Callback):
 
     `config_types` (name → Python type, e.g. `Config.field_types()`) fixes the Arrow type of each
     `config/<name>` column, so files where an optional value is None still share one schema with the rest.
+    `resources` ({"cpu": 2, "gpu": 0.25}, what `tune.with_resources` got) fills the cpus and gpus columns.
     """
 
     def __init__(self, logs_dir: str | Path, config_types: dict[str, Any] | None = None,
-                 early_stop_reason: Callable[[str], str] | None = None):
+                 early_stop_reason: Callable[[str], str] | None = None,
+                 resources: dict[str, float] | None = None):
         self.logs_dir = Path(logs_dir)
+        resources = resources or {}
+        self.resources = {"cpus": _float_or_none(resources.get("cpu")), "gpus": _float_or_none(resources.get("gpu"))}
         # trial_id → why a trial that ended before its epoch budget was stopped (asha, plateau)
         self.early_stop_reason = early_stop_reason
         self.config_types = {k: t for k, v in (config_types or {}).items() if (t := _arrow_type(v)) is not None}
@@ -122,7 +127,7 @@ class ParquetLogger(tune.Callback):
     def table(self, trial_id: str) -> pa.Table:
         state = self._trial.get(trial_id, {})
         trial_values = {"status": state.get("status", "running"), "stop_reason": state.get("stop_reason"),
-                        "error": state.get("error"), "failures": state.get("failures", 0)}
+                        "error": state.get("error"), "failures": state.get("failures", 0), **self.resources}
         rows = [dict(r, **trial_values) for _, r in sorted(self._trial_rows(trial_id).items())]
         names = METRIC_COLUMNS + TRIAL_COLUMNS
         names += sorted({k for r in rows for k in r if k.startswith("config/")})
@@ -134,6 +139,8 @@ class ParquetLogger(tune.Callback):
                 tp = pa.string()
             elif name in ("epoch", "failures"):
                 tp = pa.int64()
+            elif name in ("cpus", "gpus"):
+                tp = pa.float64()  # fractional GPU shares (0.25) are common
             elif name.startswith("config/") and name[7:] in self.config_types:
                 tp = self.config_types[name[7:]]
             elif name in METRIC_COLUMNS or name.split("/")[0] in METRIC_COLUMNS:
@@ -150,6 +157,10 @@ class ParquetLogger(tune.Callback):
         tmp = path.with_name(f".{path.name}.tmp")  # dot-prefixed: pyarrow datasets skip it
         pq.write_table(self.table(trial_id), tmp)
         os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new one, never half of one
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _last_error_line(trial) -> str:

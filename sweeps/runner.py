@@ -268,7 +268,7 @@ def _run(args: argparse.Namespace, sweep: Sweep) -> int:
                 run_config=tune.RunConfig(
                     name=TUNE_DIR, storage_path=str(run_dir), stop=stopper,
                     callbacks=[ParquetLogger(run_dir / "logs", config_types=sweep.config_cls.field_types(),
-                                             early_stop_reason=early_stop_reason)],
+                                             early_stop_reason=early_stop_reason, resources=resources)],
                     failure_config=tune.FailureConfig(max_failures=args.max_failures),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=sweep.keep_checkpoints),
                     verbose=1,

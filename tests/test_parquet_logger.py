@@ -136,3 +136,18 @@ def test_trials_ended_before_their_budget_get_the_schedulers_reason(tmp_path):
     log.on_trial_complete(0, [], full)
     df = pd.read_parquet(tmp_path / "logs").groupby("trial_id")["stop_reason"].first()
     assert df.to_dict() == {"a_00000": "asha", "a_00001": "completed"}
+
+
+def test_trial_resources_are_columns_and_survive_a_resume(tmp_path):
+    log = ParquetLogger(tmp_path / "logs", STNConfig.field_types(), resources={"cpu": 2, "gpu": 0.25})
+    t = trial("a_00000")
+    feed(log, t, (1, 0.5), (2, 0.6))
+    again = ParquetLogger(tmp_path / "logs", STNConfig.field_types(), resources={"cpu": 2, "gpu": 0.25})
+    feed(again, t, (2, 0.62), (3, 0.7))  # a resumed driver re-reads the rows and writes the columns once
+    df = pd.read_parquet(tmp_path / "logs")
+    assert df["epoch"].tolist() == [1, 2, 3]
+    assert df["gpus"].tolist() == [0.25] * 3 and df["cpus"].tolist() == [2.0] * 3
+    plain = ParquetLogger(tmp_path / "other", STNConfig.field_types())  # no resources given: nulls, not zeros
+    feed(plain, trial("b_00000"), (1, 0.5))
+    other = pd.read_parquet(tmp_path / "other")
+    assert other["gpus"].isna().all() and str(other["gpus"].dtype) == "float64"
