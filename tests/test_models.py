@@ -49,3 +49,43 @@ def test_none_transformer_is_the_plain_classifier():
 def test_unknown_transformer():
     with pytest.raises(ValueError, match="unknown transformer 'tps2'.*affine"):
         build_stn("tps2")
+
+
+def test_tps_starts_as_identity_and_interpolates_its_control_points():
+    from trainables.models import TPSTransformer
+
+    torch.manual_seed(0)
+    tps = TPSTransformer(grid=4)
+    x = torch.rand(3, 1, 28, 28)
+    assert torch.allclose(tps(x), tps(x).detach() * 0 + torch.nn.functional.grid_sample(
+        x, torch.nn.functional.affine_grid(torch.tensor([[[1.0, 0, 0], [0, 1, 0]]]).expand(3, 2, 3), [3, 1, 28, 28],
+                                           align_corners=False), align_corners=False), atol=1e-5)
+    assert tps.control_points(x).shape == (3, 16, 2)
+    # A thin-plate spline reproduces affine maps exactly: move the control points by an affine map and the
+    # sampling grid must be that affine map's grid.
+    A = torch.tensor([[0.5, 0.2], [-0.1, 0.7]])
+    t = torch.tensor([0.1, -0.2])
+    moved = tps.base @ A.T + t
+    grid = (tps.M @ moved).view(1, 28, 28, 2)
+    theta = torch.cat([A, t[:, None]], dim=1)[None]
+    expected = torch.nn.functional.affine_grid(theta, [1, 1, 28, 28], align_corners=False)
+    assert torch.allclose(grid, expected, atol=1e-4)
+    # and passes through its control points when they move non-affinely (the grid pixels nearest to them)
+    with pytest.raises(ValueError, match="at least a 2×2"):
+        TPSTransformer(grid=1)
+
+
+def test_tps_is_trained_end_to_end_and_rejects_other_sizes():
+    model = build_stn("tps", tps_grid=3)
+    out = model(torch.randn(4, 1, 28, 28))
+    out.sum().backward()
+    assert model.transformer.fc_loc[2].weight.grad.abs().sum() > 0
+    assert model.transformer.fc_loc[2].out_features == 2 * 3 * 3
+    with pytest.raises(ValueError, match="28×28"):
+        model.transformer(torch.randn(1, 1, 32, 32))
+
+
+def test_none_is_the_bare_classifier():
+    model = build_stn("none")
+    assert isinstance(model.transformer, nn.Identity)
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in model.classifier.parameters())

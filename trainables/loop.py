@@ -18,7 +18,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -136,26 +136,35 @@ def make_sgd(params, cfg) -> tuple[torch.optim.Optimizer, Any]:
 
 class Reporter(Protocol):
     def restore(self) -> dict[str, Any] | None: ...
-    def report(self, metrics: dict[str, Any], state: dict[str, Any]) -> None: ...
+    def report(self, metrics: dict[str, Any], state: dict[str, Any],
+               arrays: dict[str, Any] | None = None) -> None: ...
 
 
 class MemoryReporter:
-    """Keeps every epoch's metrics in `rows`; no checkpoints (notebooks, tests, benchmarks)."""
+    """Keeps every epoch's metrics in `rows` and the last inspection arrays in `arrays`; no checkpoints
+    (notebooks, tests, benchmarks)."""
 
     def __init__(self):
         self.rows: list[dict[str, Any]] = []
+        self.arrays: dict[str, Any] | None = None
 
     def restore(self) -> None:
         return None
 
-    def report(self, metrics: dict[str, Any], state: dict[str, Any]) -> None:
+    def report(self, metrics: dict[str, Any], state: dict[str, Any], arrays: dict[str, Any] | None = None) -> None:
         self.rows.append(metrics)
+        if arrays is not None:
+            self.arrays = arrays
 
 
 class TuneReporter:
-    """Reports to Ray Tune with a checkpoint every epoch and restores from the trial's latest one."""
+    """Reports to Ray Tune with a checkpoint every epoch and restores from the trial's latest one.
+
+    Inspection arrays, when given, go into the same checkpoint as `inspection.npz` (plain NumPy), so
+    `analysis` can read what a trained model does without importing torch."""
 
     FILE = "state.pt"
+    ARRAYS = "inspection.npz"
 
     def restore(self) -> dict[str, Any] | None:
         from ray import tune
@@ -167,22 +176,26 @@ class TuneReporter:
             # weights_only: a checkpoint is data, never code to run.
             return torch.load(Path(d) / self.FILE, map_location="cpu", weights_only=True)
 
-    def report(self, metrics: dict[str, Any], state: dict[str, Any]) -> None:
+    def report(self, metrics: dict[str, Any], state: dict[str, Any], arrays: dict[str, Any] | None = None) -> None:
+        import numpy as np
         from ray import tune
 
         with tempfile.TemporaryDirectory() as d:
             torch.save(state, Path(d) / self.FILE)
+            if arrays is not None:
+                np.savez_compressed(Path(d) / self.ARRAYS, **arrays)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
 
 def fit(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, *, train: Split,
         tests: Mapping[str, Split], epochs: int, batch_size: int, seed: int, device: torch.device,
-        reporter: Reporter) -> None:
+        reporter: Reporter, inspect: Callable[[nn.Module], dict[str, Any]] | None = None) -> None:
     """Train for `epochs`, evaluating every test split after each epoch, resuming from `reporter.restore()`.
 
     The shuffling order of epoch e depends only on (seed, e), and the RNG state is checkpointed, so a trial
     resumed from epoch k continues as if it had never stopped. A non-finite training loss ends the run after
-    reporting that epoch with stop_reason "diverged".
+    reporting that epoch with stop_reason "diverged". `inspect(model)`, when given, runs after the last epoch
+    and its arrays travel with that epoch's report (the trial's final checkpoint).
     """
     prepare_model(model, device)
     start = 0
@@ -217,6 +230,10 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, *, t
         state = {"model": trainable_state(model), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict() if scheduler is not None else None,
                  "rng": torch.get_rng_state(), "epoch": epoch}
-        reporter.report(metrics, state)
+        arrays = None
+        if inspect is not None and (epoch == epochs or diverged):
+            arrays = inspect(model)
+        # reporters that take no arrays (tests' own) keep working
+        reporter.report(metrics, state) if arrays is None else reporter.report(metrics, state, arrays)
         if diverged:
             return

@@ -1,0 +1,276 @@
+"""What a trained STN's transformer does: before/after image grids, affine θ decomposed, TPS control grids.
+
+    python -m analysis.stn_inspect RUN_DIR                 # the best affine and the best TPS trial
+    python -m analysis.stn_inspect RUN_DIR --trial ID ...  # these trials (ids as in RUN_DIR/logs)
+
+Reads the `inspection.npz` that an STN trial stores in its final checkpoint (RUN_DIR/tune/<trial>/checkpoint_*;
+see trainables/stn.py), so it needs NumPy, pandas and matplotlib only. Writes, per trial, into
+RUN_DIR/report/stn_inspect/<transformer>-<trial_id>/ (or --out):
+  before_after_<variant>.png   the first 64 test images of each deformation type, input | transformer output
+  affine: theta.csv            θ of those images as translation (px), scale x/y, rotation, shear, reflection
+          theta_hist.png       the same parameters over the whole test set, one colour per deformation type
+          distinct.csv         how many distinct transforms a batch and the test set use
+  tps:    tps_grid_<variant>.png  the predicted control grid drawn over the input images
+and an inspect.md + index.html that show them.
+"""
+from __future__ import annotations
+
+import argparse
+import html
+import io
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from analysis.logs import load_logs
+from analysis.report import markdown_table
+
+ARRAYS = "inspection.npz"
+PARAMS = ["tx_px", "ty_px", "scale_x", "scale_y", "rotation_deg", "shear", "magnification"]
+DISTINCT_DECIMALS = 2  # θ entries rounded to 0.01 (0.14 px of translation) before counting distinct transforms
+GRID_SHOWN = 16  # images per TPS control-grid figure
+
+
+def _write(path: Path, data: str | bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    os.replace(tmp, path)
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    FigureCanvasAgg(fig).print_png(buf)
+    return buf.getvalue()
+
+
+def find_inspection(run_dir: Path, trial_id: str) -> Path | None:
+    """The newest checkpoint of `trial_id` that holds inspection arrays (Tune names trial folders
+    <trainable>_<trial_id>_...)."""
+    found = []
+    for trial_dir in (run_dir / "tune").glob(f"*{trial_id}*"):
+        for ckpt in trial_dir.glob("checkpoint_*"):
+            if (ckpt / ARRAYS).is_file():
+                found.append(ckpt / ARRAYS)
+    return max(found, key=lambda p: p.parent.name) if found else None
+
+
+def decompose_theta(theta: np.ndarray) -> pd.DataFrame:
+    """θ (N×2×3, output → input coordinates in [-1, 1]) as A = R(rotation) · diag(sx, sy) · [[1, shear], [0, 1]]
+    plus translation. sy < 0 is a reflection (det A < 0). Scale < 1 samples a smaller region: the STN magnifies;
+    magnification = 1 / sqrt(|det A|). Translation in pixels of a 28-pixel image (1 unit = 14 px)."""
+    a, b, c, d = theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1]
+    sx = np.hypot(a, c)
+    det = a * d - b * c
+    safe = np.where(sx > 1e-9, sx, np.nan)
+    return pd.DataFrame({
+        "tx_px": theta[:, 0, 2] * 14.0, "ty_px": theta[:, 1, 2] * 14.0,
+        "scale_x": sx, "scale_y": det / safe,
+        "rotation_deg": np.degrees(np.arctan2(c, a)),
+        "shear": (a * b + c * d) / np.square(safe),
+        "magnification": 1.0 / np.sqrt(np.maximum(np.abs(det), 1e-12)),
+        "reflection": det < 0,
+    })
+
+
+def distinct_transforms(theta: np.ndarray, decimals: int = DISTINCT_DECIMALS) -> int:
+    return int(len(np.unique(np.round(theta.reshape(len(theta), -1), decimals), axis=0)))
+
+
+def _variants(arrays) -> list[str]:
+    return [k.removesuffix("/before") for k in arrays.files if k.endswith("/before")]
+
+
+def plot_before_after(before: np.ndarray, after: np.ndarray, labels, pred, title: str) -> bytes:
+    def mosaic(images: np.ndarray) -> np.ndarray:
+        n, h, w = images.shape
+        side = int(np.ceil(np.sqrt(n)))
+        canvas = np.full((side * (h + 2), side * (w + 2)), 255, dtype=np.uint8)  # white 2 px gutters
+        for i, img in enumerate(images):
+            r, col = divmod(i, side)
+            canvas[r * (h + 2):r * (h + 2) + h, col * (w + 2):col * (w + 2) + w] = img
+        return canvas
+
+    fig = Figure(figsize=(10, 5.4))
+    axes = fig.subplots(1, 2)
+    for ax, imgs, name in zip(axes, (before, after), ("input", "after the transformer")):
+        ax.imshow(mosaic(imgs), cmap="gray", vmin=0, vmax=255)
+        ax.set_title(name)
+        ax.axis("off")
+    right = int(np.sum(np.asarray(labels) == np.asarray(pred)))
+    fig.suptitle(f"{title}: {right}/{len(labels)} of these classified correctly")
+    return _png(fig)
+
+
+def plot_theta_hist(frames: dict[str, pd.DataFrame], title: str) -> bytes:
+    fig = Figure(figsize=(12, 6.5), layout="constrained")
+    axes = fig.subplots(2, 4).flatten()
+    for ax, param in zip(axes, PARAMS + ["reflection"]):
+        values = {v: f[param].to_numpy(dtype=float) for v, f in frames.items()}
+        if param == "reflection":
+            ax.bar(list(values), [100 * x.mean() for x in values.values()], color=[f"C{i}" for i in range(len(values))])
+            ax.set_ylabel("% of test images")
+            ax.set_title("reflected (det θ < 0)")
+            continue
+        finite = np.concatenate([x[np.isfinite(x)] for x in values.values()])
+        lo, hi = np.percentile(finite, [0.5, 99.5]) if len(finite) else (0, 1)
+        bins = np.linspace(lo, hi if hi > lo else lo + 1e-3, 40)
+        for i, (v, x) in enumerate(values.items()):
+            ax.hist(np.clip(x, lo, hi), bins=bins, alpha=0.55, color=f"C{i}", label=v)
+        ax.set_title(param)
+    axes[0].legend()
+    fig.suptitle(f"{title}: θ over the whole test set per deformation type (0.5-99.5 percentile range shown)")
+    return _png(fig)
+
+
+def plot_tps_grid(before: np.ndarray, after: np.ndarray, points: np.ndarray, base: np.ndarray, title: str) -> bytes:
+    k = int(round(np.sqrt(len(base))))
+    n = min(GRID_SHOWN, len(before))
+    fig = Figure(figsize=(16, 4.6))
+    axes = fig.subplots(2, n, squeeze=False)
+    h, w = before.shape[1:]
+    for i in range(n):
+        ax = axes[0, i]
+        ax.imshow(before[i], cmap="gray", vmin=0, vmax=255)
+        # [-1, 1] (align_corners=False) → pixel coordinates
+        px = (points[i, :, 0] + 1) * w / 2 - 0.5
+        py = (points[i, :, 1] + 1) * h / 2 - 0.5
+        gx, gy = px.reshape(k, k), py.reshape(k, k)
+        for j in range(k):
+            ax.plot(gx[j], gy[j], color="tab:orange", lw=0.9)
+            ax.plot(gx[:, j], gy[:, j], color="tab:orange", lw=0.9)
+        ax.scatter(px, py, s=6, color="tab:red", zorder=3)
+        ax.set_xlim(-0.5, w - 0.5)
+        ax.set_ylim(h - 0.5, -0.5)
+        ax.axis("off")
+        axes[1, i].imshow(after[i], cmap="gray", vmin=0, vmax=255)
+        axes[1, i].axis("off")
+    fig.suptitle(f"{title}: top, where the {k}×{k} control grid samples the input; bottom, the warped output")
+    return _png(fig)
+
+
+def inspect_trial(npz: Path, out: Path, title: str) -> list[tuple[str, str]]:
+    """Write one trial's artefacts into `out`; returns (file, caption) pairs for the page."""
+    out.mkdir(parents=True, exist_ok=True)
+    shown: list[tuple[str, str]] = []
+    with np.load(npz) as arrays:
+        kind = str(arrays["transformer"])
+        variants = _variants(arrays)
+        for v in variants:
+            name = f"before_after_{v}.png"
+            _write(out / name, plot_before_after(arrays[f"{v}/before"], arrays[f"{v}/after"], arrays[f"{v}/labels"],
+                                                 arrays[f"{v}/pred"], f"{title}, {v}"))
+            shown.append((name, f"{v}: 64 test images before and after the {kind} transformer"))
+        if kind == "affine":
+            frames = {v: decompose_theta(arrays[f"{v}/theta"]) for v in variants}
+            batch = pd.concat([f.head(len(arrays[f"{v}/labels"])).assign(
+                variant=v, image=np.arange(len(arrays[f"{v}/labels"])), label=arrays[f"{v}/labels"],
+                pred=arrays[f"{v}/pred"]) for v, f in frames.items()], ignore_index=True)
+            cols = ["variant", "image", "label", "pred"] + PARAMS + ["reflection"]
+            _write(out / "theta.csv", batch[cols].to_csv(index=False, float_format="%.4g"))
+            distinct = pd.DataFrame([{
+                "variant": v, "batch_images": len(arrays[f"{v}/labels"]),
+                "distinct_in_batch": distinct_transforms(arrays[f"{v}/theta"][:len(arrays[f"{v}/labels"])]),
+                "test_images": len(arrays[f"{v}/theta"]),
+                "distinct_in_test_set": distinct_transforms(arrays[f"{v}/theta"]),
+                **{f"median_{p}": float(np.nanmedian(frames[v][p])) for p in ("scale_x", "scale_y", "magnification")},
+                "reflected_pct": 100 * float(frames[v]["reflection"].mean()),
+            } for v in variants])
+            _write(out / "distinct.csv", distinct.to_csv(index=False, float_format="%.4g"))
+            _write(out / "theta_hist.png", plot_theta_hist(frames, title))
+            shown.append(("theta_hist.png", "θ decomposed, histograms over the test set"))
+        elif kind == "tps":
+            for v in variants:
+                name = f"tps_grid_{v}.png"
+                _write(out / name, plot_tps_grid(arrays[f"{v}/before"], arrays[f"{v}/after"], arrays[f"{v}/points"],
+                                                 arrays["base"], f"{title}, {v}"))
+                shown.append((name, f"{v}: the TPS control grid over the inputs"))
+    return shown
+
+
+def pick_trials(df: pd.DataFrame, run_dir: Path) -> list[str]:
+    """Per transformer (affine, tps), the trial with the best final combined test accuracy that has arrays."""
+    if "config/transformer" not in df.columns:
+        return []
+    last = df.sort_values("epoch").groupby("trial_id").tail(1)
+    chosen = []
+    for kind in ("affine", "tps"):
+        rows = last[last["config/transformer"] == kind].sort_values("test_acc", ascending=False)
+        for trial_id in rows["trial_id"]:
+            if find_inspection(run_dir, trial_id) is not None:
+                chosen.append(trial_id)
+                break
+    return chosen
+
+
+def build_inspection(run_dir: str | Path, out_dir: str | Path | None = None,
+                     trials: list[str] | None = None) -> Path:
+    """Write the artefacts for `trials` (default: pick_trials) and an index; returns index.html's path."""
+    run_dir = Path(run_dir)
+    out = Path(out_dir) if out_dir is not None else run_dir / "report" / "stn_inspect"
+    df = load_logs(run_dir)
+    trials = trials or pick_trials(df, run_dir)
+    if not trials:
+        raise FileNotFoundError(f"no STN trial in {run_dir} has inspection arrays (a trial stores them in its "
+                                f"final checkpoint, RUN_DIR/tune/<trial>/checkpoint_*/{ARRAYS}; trials stopped "
+                                f"before their last epoch have none)")
+    last = df.sort_values("epoch").groupby("trial_id").tail(1).set_index("trial_id")
+    md, page = ["# STN inspection", ""], []
+    for trial_id in trials:
+        npz = find_inspection(run_dir, trial_id)
+        if npz is None:
+            raise FileNotFoundError(f"trial {trial_id}: no checkpoint with {ARRAYS} under {run_dir / 'tune'}")
+        with np.load(npz) as arrays:
+            kind = str(arrays["transformer"])
+        row = last.loc[trial_id] if trial_id in last.index else None
+        accs = ", ".join(f"{c.removeprefix('test_acc/')} {row[c]:.2%}" for c in sorted(last.columns)
+                         if row is not None and c.startswith("test_acc/") and pd.notna(row[c]))
+        title = f"{kind} STN, trial {trial_id}"
+        sub = f"{kind}-{trial_id}"
+        shown = inspect_trial(npz, out / sub, title)
+        head = f"{title} (epoch {int(row['epoch']) if row is not None else '?'}; final accuracy {accs})"
+        md += [f"## {head}", ""]
+        page += [f"<h2>{html.escape(head)}</h2>"]
+        if (out / sub / "distinct.csv").exists():
+            distinct = pd.read_csv(out / sub / "distinct.csv")
+            md += [f"Distinct transforms (θ rounded to {DISTINCT_DECIMALS} decimals):", "",
+                   markdown_table(distinct), ""]
+            page += [f"<p>Distinct transforms (θ rounded to {DISTINCT_DECIMALS} decimals); per-image θ of the batches "
+                     f"in <a href='{sub}/theta.csv'>theta.csv</a>:</p>",
+                     distinct.to_html(index=False, border=0, float_format=lambda x: f"{x:.4g}")]
+        for name, caption in shown:
+            md += [f"![{caption}]({sub}/{name})", "", f"*{caption}*", ""]
+            page += [f"<figure><img src='{sub}/{name}' alt='{html.escape(caption)}'>"
+                     f"<figcaption>{html.escape(caption)}</figcaption></figure>"]
+    _write(out / "inspect.md", "\n".join(md))
+    index = out / "index.html"
+    _write(index, "<!doctype html><html><head><meta charset='utf-8'><title>STN inspection</title>"
+                  "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}img{max-width:100%}"
+                  "table{border-collapse:collapse}td,th{padding:2px 8px;text-align:right}</style></head><body>"
+                  "<h1>STN inspection</h1>" + "\n".join(page) + "</body></html>")
+    return index
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analysis.stn_inspect", description=__doc__.split("\n")[0],
+                                     epilog="example: python -m analysis.stn_inspect runs/stn_deformed")
+    parser.add_argument("run_dir", metavar="RUN_DIR", type=Path, help="a sweep folder with logs/ and tune/")
+    parser.add_argument("--trial", nargs="+", metavar="ID",
+                        help="trial ids to inspect (default: the best affine and the best TPS trial)")
+    parser.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/report/stn_inspect)")
+    args = parser.parse_args(argv)
+    try:
+        index = build_inspection(args.run_dir, args.out, args.trial)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(index)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
