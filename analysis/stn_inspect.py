@@ -130,11 +130,16 @@ def plot_theta_hist(frames: dict[str, pd.DataFrame], title: str) -> bytes:
 def plot_tps_grid(before: np.ndarray, after: np.ndarray, points: np.ndarray, base: np.ndarray, title: str) -> bytes:
     k = int(round(np.sqrt(len(base))))
     n = min(GRID_SHOWN, len(before))
-    fig = Figure(figsize=(16, 4.6))
-    axes = fig.subplots(2, n, squeeze=False)
+    cols = 8
+    rows = -(-n // cols)
+    fig = Figure(figsize=(12, 3.2 * rows), layout="constrained")
+    axes = fig.subplots(2 * rows, cols, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
     h, w = before.shape[1:]
     for i in range(n):
-        ax = axes[0, i]
+        r, c = divmod(i, cols)
+        ax = axes[2 * r, c]
         ax.imshow(before[i], cmap="gray", vmin=0, vmax=255)
         # [-1, 1] (align_corners=False) → pixel coordinates
         px = (points[i, :, 0] + 1) * w / 2 - 0.5
@@ -146,10 +151,8 @@ def plot_tps_grid(before: np.ndarray, after: np.ndarray, points: np.ndarray, bas
         ax.scatter(px, py, s=6, color="tab:red", zorder=3)
         ax.set_xlim(-0.5, w - 0.5)
         ax.set_ylim(h - 0.5, -0.5)
-        ax.axis("off")
-        axes[1, i].imshow(after[i], cmap="gray", vmin=0, vmax=255)
-        axes[1, i].axis("off")
-    fig.suptitle(f"{title}: top, where the {k}×{k} control grid samples the input; bottom, the warped output")
+        axes[2 * r + 1, c].imshow(after[i], cmap="gray", vmin=0, vmax=255)
+    fig.suptitle(f"{title}: where the {k}×{k} control grid samples the input (orange), and below each, the output")
     return _png(fig)
 
 

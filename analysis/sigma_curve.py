@@ -1,0 +1,125 @@
+"""Accuracy against elastic σ: where elastic deformation stops being learnable (a report section).
+
+    python -m analysis.sigma_curve RUN_DIR      # writes sigma_curve.csv/png into RUN_DIR/report (or --out)
+
+For a deformed-STN run over several σ (`python sweeps/stn_deformed.py --sigma 0 1 2 4 8 16 30 ...`): per
+transformer and σ, the final-epoch test accuracy per deformation type (mean and std across seeds), and the digit
+ink that stays in the 28×28 frame after elastic deformation (from RUN_DIR/deformations.csv, written by the sweep).
+Final-epoch accuracy, not the best epoch, so no epoch is chosen on the test set. The report includes this section
+whenever config/sigma takes more than one value.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from analysis.logs import load_logs
+
+SIGMA = "config/sigma"
+TRANSFORMER = "config/transformer"
+TITLE = "Accuracy against elastic σ"
+CAPTION = ("Final-epoch test accuracy per deformation type against the elastic σ (pixels), mean ± std across seeds, "
+           "one colour per type, one line style per transformer; right: mean fraction of a test digit's ink still "
+           "in the 28×28 frame after elastic deformation (above 1 at small σ: the cubic spline spreads strokes).")
+
+
+def sigma_table(df: pd.DataFrame, run_dir: Path) -> pd.DataFrame | None:
+    """One row per (transformer, σ); None when σ does not vary."""
+    if SIGMA not in df.columns or df[SIGMA].nunique(dropna=True) < 2:
+        return None
+    last = df.sort_values("epoch").groupby("trial_id").tail(1)
+    accs = sorted(c for c in df.columns if c.startswith("test_acc/")) + ["test_acc"]
+    keys = [c for c in (TRANSFORMER, SIGMA) if c in df.columns]
+    g = last.groupby(keys, dropna=False)
+    table = g[accs].agg(["mean", "std"])
+    table.columns = [f"{m}_{s}" for m, s in table.columns]
+    table.insert(0, "seeds", g.size())
+    table = table.reset_index().rename(columns={SIGMA: "sigma", TRANSFORMER: "transformer"})
+    deform = run_dir / "deformations.csv"
+    if deform.exists():
+        ink = pd.read_csv(deform)[["sigma", "ink/elastic"]].groupby("sigma", as_index=False).mean()
+        table = table.merge(ink.rename(columns={"ink/elastic": "ink_in_frame"}), on="sigma", how="left")
+    else:
+        table["ink_in_frame"] = np.nan
+    return table.sort_values([c for c in ("transformer", "sigma") if c in table.columns], kind="stable")
+
+
+def plot_sigma_curve(table: pd.DataFrame) -> bytes:
+    fig = Figure(figsize=(12, 4.8), layout="constrained")
+    ax, ax_ink = fig.subplots(1, 2, width_ratios=[2.2, 1])
+    variants = [c.removesuffix("_mean") for c in table.columns if c.startswith("test_acc/") and c.endswith("_mean")]
+    kinds = list(table["transformer"].unique()) if "transformer" in table.columns else [None]
+    styles = ["-", "--", ":", "-."]
+    for k, kind in enumerate(kinds):
+        rows = table if kind is None else table[table["transformer"] == kind]
+        for i, col in enumerate(variants):
+            mean, std = rows[f"{col}_mean"].to_numpy(), rows[f"{col}_std"].fillna(0).to_numpy()
+            ax.plot(rows["sigma"], mean, styles[k % len(styles)], marker="o", color=f"C{i}",
+                    label=f"{col.removeprefix('test_acc/')}" + (f" ({kind})" if kind else ""))
+            ax.fill_between(rows["sigma"], np.clip(mean - std, 0, 1), np.clip(mean + std, 0, 1), color=f"C{i}",
+                            alpha=0.12)
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlabel("elastic σ (pixels)")
+    ax.set_ylabel("final test accuracy")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ink = table.drop_duplicates("sigma")
+    ax_ink.plot(ink["sigma"], ink["ink_in_frame"], "o-", color="k")
+    ax_ink.set_xscale("symlog", linthresh=1)
+    ax_ink.set_xlabel("elastic σ (pixels)")
+    ax_ink.set_ylabel("ink left in frame")
+    ax_ink.set_ylim(0, max(1.05, float(np.nanmax(ink["ink_in_frame"])) + 0.02) if ink["ink_in_frame"].notna().any()
+                    else 1.05)
+    ax_ink.grid(alpha=0.3)
+    fig.suptitle(TITLE)
+    buf = io.BytesIO()
+    FigureCanvasAgg(fig).print_png(buf)
+    return buf.getvalue()
+
+
+def _write(path: Path, data: str | bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    os.replace(tmp, path)
+
+
+def write_sigma_curve(df: pd.DataFrame, run_dir: Path, out: Path) -> list[str] | None:
+    """Write sigma_curve.csv and sigma_curve.png into `out`; the file names, or None when σ does not vary."""
+    table = sigma_table(df, Path(run_dir))
+    if table is None:
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    _write(out / "sigma_curve.csv", table.to_csv(index=False))
+    _write(out / "sigma_curve.png", plot_sigma_curve(table))
+    return ["sigma_curve.png", "sigma_curve.csv"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m analysis.sigma_curve", description=__doc__.split("\n")[0])
+    p.add_argument("run_dir", metavar="RUN_DIR", type=Path)
+    p.add_argument("--out", type=Path, help="default: RUN_DIR/report")
+    args = p.parse_args(argv)
+    try:
+        files = write_sigma_curve(load_logs(args.run_dir), args.run_dir, args.out or args.run_dir / "report")
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if files is None:
+        print(f"error: config/sigma takes one value in {args.run_dir}; run the sweep with several --sigma values",
+              file=sys.stderr)
+        return 2
+    print("\n".join(str((args.out or args.run_dir / "report") / f) for f in files))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
