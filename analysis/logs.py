@@ -11,15 +11,18 @@ Nothing here imports ray or torch.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 CONFIG_PREFIX = "config/"
 SEED_COLUMN = "config/seed"
 REQUIRED_COLUMNS = ("trial_id", "epoch", "test_acc", "test_loss")
+PARALLEL_FILES = 4000  # below this, starting worker processes costs more than it saves
 
 
 def _no_logs(run_dir: Path, detail: str) -> FileNotFoundError:
@@ -28,47 +31,120 @@ def _no_logs(run_dir: Path, detail: str) -> FileNotFoundError:
     )
 
 
-def _read_one(path: Path) -> pd.DataFrame:
+def _read_one(path: str) -> pa.Table:
     """Read one trial file; raise ValueError with a short reason when it is not a usable log."""
-    part = pq.read_table(path).to_pandas()
-    missing = [c for c in REQUIRED_COLUMNS if c not in part.columns]
+    # pre_buffer=False: for small files it skips a coalescing step that costs more than the read (~40% faster)
+    table = pq.ParquetFile(path, pre_buffer=False).read(use_threads=False)
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
     if missing:
         raise ValueError(f"not a trial log: missing columns {', '.join(missing)}")
-    part = part.dropna(subset=["trial_id", "epoch"])
-    if part.empty:
+    if table.num_rows == 0 or table.column("trial_id").null_count == table.num_rows:
         raise ValueError("no rows")
-    return part
+    return table
 
 
-def load_logs(run_dir: str | Path) -> pd.DataFrame:
-    """Read RUN_DIR/logs file by file, skipping bad files, with (trial_id, epoch) unique and sorted."""
+def _read_many(paths: list[str]) -> tuple[list[pa.Table], list[tuple[str, str]]]:
+    """Read files in order; (tables, [(path, reason)]) with one corrupt, empty or foreign file never fatal."""
+    tables, bad = [], []
+    for path in paths:
+        try:
+            tables.append(_read_one(path))
+        except Exception as exc:  # one bad file must not hide the other trials
+            # pyarrow repeats the absolute path in its messages; the file name is listed already.
+            reason = str(exc).replace(path, Path(path).name).strip().split("\n")[0] or type(exc).__name__
+            bad.append((path, reason[:200]))
+    return tables, bad
+
+
+def _read_chunk(paths: list[str]) -> tuple[pa.Table | None, list[tuple[str, str]]]:
+    """_read_many in a worker process, concatenated so that one table crosses the process boundary."""
+    tables, bad = _read_many(paths)
+    # one chunk per column: pickling a table costs per chunk (5,000 chunks: seconds; one: milliseconds)
+    return (_concat(tables).combine_chunks() if tables else None), bad
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    try:
+        return pa.concat_tables(tables)  # same schema everywhere: the common case, and 6x faster
+    except pa.ArrowInvalid:
+        # "permissive" unifies files written by different code versions (a new column, int vs null, int vs float)
+        return pa.concat_tables(tables, promote_options="permissive")
+
+
+def _list_files(logs: Path) -> list[str]:
+    """The files pyarrow's dataset reader would see (names starting with "." or "_", e.g. temp files, are
+    ignored), oldest first, so that "keep last" prefers the most recently written row."""
+    found = []
+    stack = [logs]
+    while stack:  # os.scandir hands back the stat calls cheaply: 20k files in ~0.1 s
+        with os.scandir(stack.pop()) as entries:
+            for e in entries:
+                if e.name.startswith((".", "_")):
+                    continue
+                if e.is_dir():
+                    stack.append(Path(e.path))
+                elif e.name.endswith(".parquet") and e.is_file():
+                    found.append((e.stat().st_mtime_ns, e.name, e.path))
+    return [p for *_, p in sorted(found)]
+
+
+def load_logs(run_dir: str | Path, workers: int | None = None) -> pd.DataFrame:
+    """Read RUN_DIR/logs file by file, skipping bad files, with (trial_id, epoch) unique and sorted.
+
+    ``workers``: processes reading files in parallel (default: one per CPU core when there are more than
+    PARALLEL_FILES files; 1 reads in this process).
+    """
     run_dir = Path(run_dir)
     logs = run_dir / "logs"
     if not logs.is_dir():
         raise _no_logs(run_dir, f"{logs} does not exist")
-    # Same files pyarrow's dataset reader would see (it ignores names starting with "." or "_", e.g.
-    # temp files). Oldest first, so that "keep last" below prefers the most recently written row.
-    files = [p for p in logs.rglob("*.parquet") if p.is_file() and not p.name.startswith((".", "_"))]
-    files.sort(key=lambda p: (p.stat().st_mtime, p.name))
-    frames, skipped = [], []
-    for path in files:
-        try:
-            frames.append(_read_one(path))
-        except Exception as exc:  # one corrupt, empty or foreign file must not hide the other trials
-            # pyarrow repeats the absolute path in its messages; the file name is listed already.
-            reason = str(exc).replace(str(path), path.name).strip().split("\n")[0] or type(exc).__name__
-            skipped.append({"file": str(path.relative_to(logs)), "reason": reason[:200]})
-    if not frames:
+    files = _list_files(logs)
+    if workers is None:
+        workers = (os.cpu_count() or 1) if len(files) > PARALLEL_FILES else 1
+    if workers > 1:
+        tables, bad = _read_parallel(files, workers)
+    else:
+        tables, bad = _read_many(files)
+    skipped = [{"file": str(Path(p).relative_to(logs)), "reason": r} for p, r in bad]
+    if not tables:
         detail = f"{len(skipped)} unreadable file(s) in {logs}" if skipped else f"{logs} has no .parquet files"
         raise _no_logs(run_dir, detail)
-    df = pd.concat(frames, ignore_index=True, sort=False)
+    try:
+        df = _concat(tables).to_pandas()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        # types Arrow cannot unify (text in one file, numbers in another): pandas keeps both as objects
+        df = pd.concat([t.to_pandas() for t in tables], ignore_index=True, sort=False)
+    df = df[df["trial_id"].notna() & df["epoch"].notna()]
     df["trial_id"] = df["trial_id"].astype(str)
     df["epoch"] = df["epoch"].astype("int64")
-    # A trial restored from a checkpoint re-reports the epochs after it: the later report wins.
-    df = df.drop_duplicates(["trial_id", "epoch"], keep="last")
-    df = df.sort_values(["trial_id", "epoch"], kind="stable").reset_index(drop=True)
+    # Sort by (trial_id, epoch), stable so that rows of the same key stay in write order, then keep the last of
+    # each key: a trial restored from a checkpoint re-reports the epochs after it and the later report wins.
+    # numpy on integer codes: ~10x faster than drop_duplicates + sort_values on the strings at 1M rows.
+    codes, _ = pd.factorize(df["trial_id"], sort=True)
+    epoch = df["epoch"].to_numpy()
+    order = np.lexsort((epoch, codes))
+    codes, epoch = codes[order], epoch[order]
+    keep = np.ones(len(order), dtype=bool)
+    keep[:-1] = (codes[:-1] != codes[1:]) | (epoch[:-1] != epoch[1:])
+    df = df.take(order[keep]).reset_index(drop=True)
     df.attrs["skipped"] = skipped
     return df
+
+
+def _read_parallel(files: list[str], workers: int) -> tuple[list[pa.Table], list[tuple[str, str]]]:
+    """_read_many split over worker processes; contiguous chunks keep the oldest-first order."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    step = -(-len(files) // workers)
+    chunks = [files[i:i + step] for i in range(0, len(files), step)]
+    # fork: spawn and forkserver re-import the caller's __main__, which breaks scripts without a main guard;
+    # the workers only read files with pyarrow, whose allocator and thread pool survive a fork.
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
+    with ProcessPoolExecutor(len(chunks), mp_context=ctx) as pool:
+        results = list(pool.map(_read_chunk, chunks))
+    return [t for t, _ in results if t is not None], [b for _, bad in results for b in bad]
 
 
 def config_columns(df: pd.DataFrame) -> list[str]:
@@ -91,9 +167,28 @@ def format_value(value, digits: int | None = None) -> str:
     return str(value)  # str(float) is the shortest text that round-trips, so distinct values stay distinct
 
 
+def _formatted(col: pd.Series, digits: int | None = None) -> np.ndarray:
+    """format_value of every cell, computed once per distinct value (20k trials have few distinct configs)."""
+    try:
+        codes, uniques = pd.factorize(col, use_na_sentinel=False)
+    except TypeError:  # unhashable values (lists): format each cell
+        return np.array([format_value(v, digits) for v in col], dtype=object)
+    text = np.array([format_value(v, digits) for v in uniques], dtype=object)
+    return text[codes] if len(text) else np.array([], dtype=object)
+
+
 def group_columns(df: pd.DataFrame) -> list[str]:
     """Config columns that define a group: all but the seed, and only those that vary in this run."""
-    return [c for c in config_columns(df) if c != SEED_COLUMN and df[c].map(format_value).nunique() > 1]
+    return [c for c in config_columns(df) if c != SEED_COLUMN and len(set(_formatted(df[c]))) > 1]
+
+
+def group_labels(frame: pd.DataFrame, columns: list[str], digits: int | None = None) -> list[str]:
+    """group_label for every row of ``frame`` at once (vectorized over distinct values)."""
+    if not columns:
+        return ["all trials"] * len(frame)
+    parts = [np.char.add(f"{c.removeprefix(CONFIG_PREFIX)}=", _formatted(frame[c], digits).astype(str))
+             for c in columns]
+    return [", ".join(row) for row in zip(*parts)]
 
 
 def group_label(row, columns: list[str] | None = None, digits: int | None = None) -> str:
