@@ -76,3 +76,27 @@ def test_cache_is_written_once_and_reused(small, tmp_path):
     assert deformed_mnist(small, spec, tmp_path).seconds > 0
     # train and test are deformed with different grids
     assert not torch.equal(first.train["elastic"][0][:5], first.test["elastic"][0][:5])
+
+
+@pytest.mark.parametrize("transformer", ["affine", "tps", "none"])
+def test_deformed_trainable_reports_per_type_metrics_and_inspection(small, tmp_path, transformer):
+    from trainables.loop import MemoryReporter
+    from trainables.stn import DeformedSTNConfig, train_stn_deformed
+
+    cfg = {"epochs": 2, "transformer": transformer, "train_per_class": 5, "test_limit": 40, "sigma": 2.0}
+    sets = deformed_mnist(small, DeformedSTNConfig.from_dict(cfg).deform_spec, tmp_path)
+    rep = MemoryReporter()
+    train_stn_deformed(cfg, small, deformed={sets.spec.key: sets}, reporter=rep)
+    assert [r["epoch"] for r in rep.rows] == [1, 2]
+    for v in ("clean", "elastic", "zoom"):
+        assert 0 <= rep.rows[-1][f"test_acc/{v}"] <= 1 and rep.rows[-1][f"test_loss/{v}"] > 0
+    a = rep.arrays
+    assert str(a["transformer"]) == transformer
+    assert a["zoom/before"].shape == (40, 28, 28) and a["zoom/before"].dtype == np.uint8
+    assert np.array_equal(a["clean/labels"], small.test_labels[:40].numpy())
+    if transformer == "affine":
+        assert a["elastic/theta"].shape == (40, 2, 3)
+    if transformer == "tps":
+        assert a["elastic/points"].shape == (40, 16, 2) and a["base"].shape == (16, 2)
+    if transformer == "none":  # no transformer: the output is the input
+        assert np.abs(a["elastic/after"].astype(int) - a["elastic/before"].astype(int)).max() <= 1
