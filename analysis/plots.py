@@ -321,12 +321,17 @@ def plot_isolation(iso: pd.DataFrame, groups: pd.DataFrame, gcols: list[str]) ->
         name = col.removeprefix(CONFIG_PREFIX)
         part = iso[iso["param"] == name]
         num = pd.to_numeric(groups[col], errors="coerce")
-        numeric = num.notna().all() and part["numeric_value"].notna().all()
-        if numeric and len(part) > 12:  # continuous (lr, ...): every group a dot, log axis over decades
-            ax.scatter(num, y, s=6, alpha=0.4, color="C0", linewidths=0, rasterized=len(groups) > 2000)
-            top = groups.loc[y.nlargest(min(10, len(y))).index]
-            ax.scatter(pd.to_numeric(top[col]), top["best_test_acc_mean"], s=18, color="C3", label="top 10 groups")
-            ax.legend(fontsize="x-small")
+        if num.notna().all() and part["numeric_value"].notna().all():  # numbers on a true (maybe log) axis
+            rast = len(groups) > 2000
+            if len(part) > 12:  # continuous (lr, ...): every group a dot, the 10 best highlighted
+                ax.scatter(num, y, s=6, alpha=0.4, color="C0", linewidths=0, rasterized=rast)
+                top = groups.loc[y.nlargest(min(10, len(y))).index]
+                ax.scatter(pd.to_numeric(top[col]), top["best_test_acc_mean"], s=18, color="C3",
+                           label="top 10 groups")
+                ax.legend(fontsize="x-small")
+            else:
+                ax.scatter(num, y, s=8, alpha=0.3, color="gray", linewidths=0, rasterized=rast)
+                ax.plot(part["numeric_value"], part["best_group_acc"], color="C0", marker="o")
             if num.min() > 0 and num.max() / num.min() > 20:
                 ax.set_xscale("log")
         else:
@@ -345,7 +350,9 @@ def plot_isolation(iso: pd.DataFrame, groups: pd.DataFrame, gcols: list[str]) ->
         ax.set_visible(False)
     caption = ("Isolation plots: for each varied hyperparameter, the best group (mean across seeds of the best test "
                "accuracy) at each value, taking the best over all other hyperparameters; gray dots = every group; "
-               "continuous parameters are a scatter of every group (log axis when they span decades)")
+               "numeric values on a numeric axis (log when they span decades); with more than 12 values a scatter "
+               "of every group, the 10 best in red")
+    fig.subplots_adjust(wspace=0.3)  # room for each panel's own y label
     _caption_on_top(fig, caption, hspace=0.5)
     return _png(fig), caption
 
@@ -415,8 +422,9 @@ def plot_variants(curv: pd.DataFrame, groups: pd.DataFrame, variants: list[str])
 
 
 def plot_compare(curves_by_run: dict[str, pd.DataFrame], groups_by_run: dict[str, pd.DataFrame],
-                 top: int = 3) -> tuple[bytes, str]:
-    """Mean test accuracy per epoch of each run's best groups on one axes: one line style per run."""
+                 labels: dict[tuple[str, str], str], top: int = 3) -> tuple[bytes, str]:
+    """Mean test accuracy per epoch of each run's best groups on one axes: one line style per run;
+    labels: (run, group) -> the legend text (groups labelled by what varies across both runs)."""
     fig = _figure(10, 5)
     ax = fig.add_subplot()
     styles = ["-", "--", ":", "-."]
@@ -426,7 +434,7 @@ def plot_compare(curves_by_run: dict[str, pd.DataFrame], groups_by_run: dict[str
         for g in best:
             rows = curv[curv["group"] == g]
             ax.plot(rows["epoch"], rows["test_acc_mean"], linestyle=styles[k % 4], color=f"C{i % 10}", marker="o",
-                    markersize=3, label=f"{run}: {_short(g, 50)}")
+                    markersize=3, label=f"{run}: {_short(labels.get((run, g), g), 50)}")
             i += 1
     ax.set(xlabel="epoch", ylabel="test accuracy (fraction)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

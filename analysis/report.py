@@ -43,7 +43,7 @@ import pandas as pd
 
 from analysis import plots, tradeoff
 from analysis.logs import CONFIG_PREFIX, SEED_COLUMN, config_columns, format_value, group_columns, group_label, \
-    load_logs
+    group_labels, load_logs
 from analysis.tables import GROUP_STATS, PLATEAU_PP, curves, group_summary, gpu_share, trial_summary, \
     variant_columns
 
@@ -383,12 +383,20 @@ def compare_section(d: RunData) -> Section | None:
         return None
     names = {"a": d.name, "b": o.name if o.name != d.name else f"{o.name} (2)"}
     runs = {names["a"]: d, names["b"]: o}
+    # Label groups by what varies across both runs: a run with one group is "all trials" on its own, but
+    # "lr=0.01" next to a run that varied lr.
+    trials = pd.concat([r.trials.assign(run=n) for n, r in runs.items()], ignore_index=True, sort=False)
+    trials["label"] = group_labels(trials, group_columns(trials))
+    relabel = trials.drop_duplicates(["run", "group"]).set_index(["run", "group"])["label"]
     both = pd.concat([r.groups.assign(run=n) for n, r in runs.items()], ignore_index=True, sort=False)
     both.insert(0, "run", both.pop("run"))
+    both.insert(1, "group_in_run", both["group"])
+    both["group"] = relabel.reindex(pd.MultiIndex.from_frame(both[["run", "group_in_run"]])).to_numpy()
     rows = []
     for n, r in runs.items():
         best = r.groups.loc[r.groups["best_test_acc_mean"].idxmax()]
-        rows.append({"run": n, "trials": len(r.trials), "groups": len(r.groups), "best group": best["group"],
+        rows.append({"run": n, "trials": len(r.trials), "groups": len(r.groups),
+                     "best group": relabel[(n, best["group"])],
                      "best acc (mean)": best["best_test_acc_mean"], "epochs run (total)": int(r.trials["epochs"].sum()),
                      "seconds (total)": r.trials["total_seconds"].sum(),
                      "GPU-seconds (total)": r.trials["gpu_seconds"].sum()})
@@ -398,7 +406,8 @@ def compare_section(d: RunData) -> Section | None:
     for c in ("best acc (mean)", "epochs run (total)", "seconds (total)", "GPU-seconds (total)"):
         delta[c] = rows[0][c] - rows[1][c]
     summary = pd.concat([summary, pd.DataFrame([delta])], ignore_index=True)
-    png, caption = plots.plot_compare({n: r.curves for n, r in runs.items()}, {n: r.groups for n, r in runs.items()})
+    png, caption = plots.plot_compare({n: r.curves for n, r in runs.items()}, {n: r.groups for n, r in runs.items()},
+                                      {k: v for k, v in relabel.items()})
     shown = summary.copy()
     for c in ("best acc (mean)", "seconds (total)", "GPU-seconds (total)"):
         shown[c] = shown[c].map(_num)
