@@ -91,8 +91,8 @@ def _list_files(logs: Path) -> list[str]:
 def load_logs(run_dir: str | Path, workers: int | None = None) -> pd.DataFrame:
     """Read RUN_DIR/logs file by file, skipping bad files, with (trial_id, epoch) unique and sorted.
 
-    ``workers``: processes reading files in parallel (default: one per CPU core when there are more than
-    PARALLEL_FILES files; 1 reads in this process).
+    ``workers``: processes reading files in parallel (default: one per idle CPU core when there are more
+    than PARALLEL_FILES files; 1 reads in this process).
     """
     run_dir = Path(run_dir)
     logs = run_dir / "logs"
@@ -100,7 +100,7 @@ def load_logs(run_dir: str | Path, workers: int | None = None) -> pd.DataFrame:
         raise _no_logs(run_dir, f"{logs} does not exist")
     files = _list_files(logs)
     if workers is None:
-        workers = (os.cpu_count() or 1) if len(files) > PARALLEL_FILES else 1
+        workers = _idle_cores() if len(files) > PARALLEL_FILES else 1
     if workers > 1:
         tables, bad = _read_parallel(files, workers)
     else:
@@ -129,6 +129,17 @@ def load_logs(run_dir: str | Path, workers: int | None = None) -> pd.DataFrame:
     df = df.take(order[keep]).reset_index(drop=True)
     df.attrs["skipped"] = skipped
     return df
+
+
+def _idle_cores() -> int:
+    """Cores nobody else is using (1-minute load average; this process counts as one): on a machine busy
+    with training, extra reader processes only add start-up and transfer costs."""
+    cpus = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        busy = 0.0
+    return max(1, min(cpus, round(cpus - busy + 1)))
 
 
 def _read_parallel(files: list[str], workers: int) -> tuple[list[pa.Table], list[tuple[str, str]]]:
