@@ -10,7 +10,7 @@ tripled with elastically deformed (elasticdeform) and zoomed-out copies; accurac
 
 Several --sigma values make a σ curve: the report plots per-type accuracy and the digit ink left in frame
 against σ. Deformed sets are computed once per (dataset, σ, points, zoom, deform seed) and cached in --cache-dir.
-Why the default σ = 2: see README ("Deformed MNIST").
+Why the default σ = 1: see README ("Deformed MNIST").
 """
 from __future__ import annotations
 

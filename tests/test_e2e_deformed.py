@@ -32,7 +32,7 @@ def test_logs_carry_per_type_metrics(deformed_run):
     # the combined accuracy is the mean of three equally sized test sets (500 images each in the smoke test)
     mean = df[[f"test_acc/{v}" for v in VARIANTS]].mean(axis=1)
     assert np.allclose(df["test_acc"], mean)
-    assert (df["config/sigma"] == 2.0).all() and (df["config/zoom"] == 4.0).all() and (df["config/points"] == 3).all()
+    assert (df["config/sigma"] == 1.0).all() and (df["config/zoom"] == 4.0).all() and (df["config/points"] == 3).all()
 
 
 def test_deformed_set_is_cached_and_recorded(deformed_run):

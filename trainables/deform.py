@@ -5,7 +5,7 @@ Deformations run on raw pixel values in [0, 1] with background 0 (the original s
 images with fill 0, which is not the background there), then get clipped and normalized like the clean images.
 
     from trainables.deform import DeformSpec, deformed_mnist
-    spec = DeformSpec(sigma=2.0, points=3, zoom=4.0, seed=0)
+    spec = DeformSpec(sigma=1.0, points=3, zoom=4.0, seed=0)
     sets = deformed_mnist(data, spec, cache_dir="~/.cache/mnist-sweeps/deformed")   # DeformedMnist
     sets.train["elastic"][0].shape    # (5000, 1, 28, 28) normalized, same labels as clean
     sets.ink                          # {"elastic": 0.97, "zoom": 1.0}: digit ink left in frame
@@ -40,7 +40,7 @@ class DeformSpec:
     """Elastic: a `points` x `points` grid of random displacements, N(0, sigma) pixels each, cubic spline
     interpolation. Zoom: the image shrunk `zoom` times and centred on background. `seed` draws the grids."""
 
-    sigma: float = 2.0
+    sigma: float = 1.0
     points: int = 3
     zoom: float = 4.0
     seed: int = 0
