@@ -50,7 +50,7 @@ from analysis.tables import GROUP_STATS, PLATEAU_PP, curves, group_summary, gpu_
 HINDSIGHT = ("Best accuracy, best loss and their epochs are chosen in hindsight on the test set "
              "(there is no separate validation split), so they are optimistic.")
 MAX_TABLE_ROWS = 50  # rows shown in the pages per table; the CSV next to it holds all
-EXTRA_SECTION_MODULES = ["analysis.sigma_curve"]  # optional modules with report_sections(data) -> list[Section]
+EXTRA_SECTION_MODULES = ["analysis.sigma_curve", "analysis.stn_inspect"]  # optional modules with report_sections(data) -> list[Section]
 
 
 @dataclass
@@ -508,6 +508,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, compare
     out.mkdir(parents=True, exist_ok=True)
     for s in sections:
         for name, content in s.files.items():
+            (out / name).parent.mkdir(parents=True, exist_ok=True)  # sections may use subfolders
             _write(out / name, content)
     csvs = [n for s in sections for n in s.files if n.endswith(".csv")]
     facts = _facts(data)

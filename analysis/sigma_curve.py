@@ -67,6 +67,8 @@ def plot_sigma_curve(table: pd.DataFrame) -> bytes:
             ax.fill_between(rows["sigma"], np.clip(mean - std, 0, 1), np.clip(mean + std, 0, 1), color=f"C{i}",
                             alpha=0.12)
     ax.set_xscale("symlog", linthresh=1)
+    ticks = sorted(table["sigma"].unique())
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
     ax.set_xlabel("elastic σ (pixels)")
     ax.set_ylabel("final test accuracy")
     ax.set_ylim(0, 1)
@@ -75,6 +77,7 @@ def plot_sigma_curve(table: pd.DataFrame) -> bytes:
     ink = table.drop_duplicates("sigma")
     ax_ink.plot(ink["sigma"], ink["ink_in_frame"], "o-", color="k")
     ax_ink.set_xscale("symlog", linthresh=1)
+    ax_ink.set_xticks(ticks, [f"{t:g}" for t in ticks])
     ax_ink.set_xlabel("elastic σ (pixels)")
     ax_ink.set_ylabel("ink left in frame")
     ax_ink.set_ylim(0, max(1.05, float(np.nanmax(ink["ink_in_frame"])) + 0.02) if ink["ink_in_frame"].notna().any()
@@ -101,6 +104,18 @@ def write_sigma_curve(df: pd.DataFrame, run_dir: Path, out: Path) -> list[str] |
     _write(out / "sigma_curve.csv", table.to_csv(index=False))
     _write(out / "sigma_curve.png", plot_sigma_curve(table))
     return ["sigma_curve.png", "sigma_curve.csv"]
+
+
+def report_sections(data) -> list | None:
+    """The report's σ-curve section (analysis.report imports this)."""
+    from analysis.report import csv_bytes, figure, section, table
+
+    table_ = sigma_table(data.df, data.run_dir)
+    if table_ is None:
+        return None
+    shown = table_[[c for c in table_.columns if not c.endswith("_std")]].round(4).astype(str)
+    return [section(TITLE, [figure("sigma_curve", CAPTION), table(shown)],
+                    {"sigma_curve.png": plot_sigma_curve(table_), "sigma_curve.csv": csv_bytes(table_)})]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -156,17 +156,18 @@ def plot_tps_grid(before: np.ndarray, after: np.ndarray, points: np.ndarray, bas
     return _png(fig)
 
 
-def inspect_trial(npz: Path, out: Path, title: str) -> list[tuple[str, str]]:
-    """Write one trial's artefacts into `out`; returns (file, caption) pairs for the page."""
-    out.mkdir(parents=True, exist_ok=True)
+def trial_files(npz: Path, title: str) -> tuple[dict[str, bytes | str], list[tuple[str, str]], pd.DataFrame | None]:
+    """One trial's artefacts in memory: (file name → content, (PNG, caption) pairs to show, distinct table)."""
+    files: dict[str, bytes | str] = {}
     shown: list[tuple[str, str]] = []
+    distinct = None
     with np.load(npz) as arrays:
         kind = str(arrays["transformer"])
         variants = _variants(arrays)
         for v in variants:
             name = f"before_after_{v}.png"
-            _write(out / name, plot_before_after(arrays[f"{v}/before"], arrays[f"{v}/after"], arrays[f"{v}/labels"],
-                                                 arrays[f"{v}/pred"], f"{title}, {v}"))
+            files[name] = plot_before_after(arrays[f"{v}/before"], arrays[f"{v}/after"], arrays[f"{v}/labels"],
+                                            arrays[f"{v}/pred"], f"{title}, {v}")
             shown.append((name, f"{v}: 64 test images before and after the {kind} transformer"))
         if kind == "affine":
             frames = {v: decompose_theta(arrays[f"{v}/theta"]) for v in variants}
@@ -174,7 +175,7 @@ def inspect_trial(npz: Path, out: Path, title: str) -> list[tuple[str, str]]:
                 variant=v, image=np.arange(len(arrays[f"{v}/labels"])), label=arrays[f"{v}/labels"],
                 pred=arrays[f"{v}/pred"]) for v, f in frames.items()], ignore_index=True)
             cols = ["variant", "image", "label", "pred"] + PARAMS + ["reflection"]
-            _write(out / "theta.csv", batch[cols].to_csv(index=False, float_format="%.4g"))
+            files["theta.csv"] = batch[cols].to_csv(index=False, float_format="%.4g")
             distinct = pd.DataFrame([{
                 "variant": v, "batch_images": len(arrays[f"{v}/labels"]),
                 "distinct_in_batch": distinct_transforms(arrays[f"{v}/theta"][:len(arrays[f"{v}/labels"])]),
@@ -183,16 +184,33 @@ def inspect_trial(npz: Path, out: Path, title: str) -> list[tuple[str, str]]:
                 **{f"median_{p}": float(np.nanmedian(frames[v][p])) for p in ("scale_x", "scale_y", "magnification")},
                 "reflected_pct": 100 * float(frames[v]["reflection"].mean()),
             } for v in variants])
-            _write(out / "distinct.csv", distinct.to_csv(index=False, float_format="%.4g"))
-            _write(out / "theta_hist.png", plot_theta_hist(frames, title))
+            files["distinct.csv"] = distinct.to_csv(index=False, float_format="%.4g")
+            files["theta_hist.png"] = plot_theta_hist(frames, title)
             shown.append(("theta_hist.png", "θ decomposed, histograms over the test set"))
         elif kind == "tps":
             for v in variants:
                 name = f"tps_grid_{v}.png"
-                _write(out / name, plot_tps_grid(arrays[f"{v}/before"], arrays[f"{v}/after"], arrays[f"{v}/points"],
-                                                 arrays["base"], f"{title}, {v}"))
+                files[name] = plot_tps_grid(arrays[f"{v}/before"], arrays[f"{v}/after"], arrays[f"{v}/points"],
+                                            arrays["base"], f"{title}, {v}")
                 shown.append((name, f"{v}: the TPS control grid over the inputs"))
-    return shown
+    return files, shown, distinct
+
+
+def _heading(df_last: pd.DataFrame, trial_id: str, kind: str) -> str:
+    row = df_last.loc[trial_id] if trial_id in df_last.index else None
+    accs = ", ".join(f"{c.removeprefix('test_acc/')} {row[c]:.2%}" for c in sorted(df_last.columns)
+                     if row is not None and c.startswith("test_acc/") and pd.notna(row[c]))
+    epoch = int(row["epoch"]) if row is not None else "?"
+    return f"{kind} STN, trial {trial_id} (epoch {epoch}; final accuracy {accs})"
+
+
+def _kind(npz: Path) -> str:
+    with np.load(npz) as arrays:
+        return str(arrays["transformer"])
+
+
+def _distinct_note() -> str:
+    return f"Distinct transforms: θ rounded to {DISTINCT_DECIMALS} decimals, counted in the batch and the test set."
 
 
 def pick_trials(df: pd.DataFrame, run_dir: Path) -> list[str]:
@@ -227,23 +245,18 @@ def build_inspection(run_dir: str | Path, out_dir: str | Path | None = None,
         npz = find_inspection(run_dir, trial_id)
         if npz is None:
             raise FileNotFoundError(f"trial {trial_id}: no checkpoint with {ARRAYS} under {run_dir / 'tune'}")
-        with np.load(npz) as arrays:
-            kind = str(arrays["transformer"])
-        row = last.loc[trial_id] if trial_id in last.index else None
-        accs = ", ".join(f"{c.removeprefix('test_acc/')} {row[c]:.2%}" for c in sorted(last.columns)
-                         if row is not None and c.startswith("test_acc/") and pd.notna(row[c]))
-        title = f"{kind} STN, trial {trial_id}"
+        kind = _kind(npz)
         sub = f"{kind}-{trial_id}"
-        shown = inspect_trial(npz, out / sub, title)
-        head = f"{title} (epoch {int(row['epoch']) if row is not None else '?'}; final accuracy {accs})"
+        files, shown, distinct = trial_files(npz, f"{kind} STN, trial {trial_id}")
+        (out / sub).mkdir(parents=True, exist_ok=True)
+        for name, content in files.items():
+            _write(out / sub / name, content)
+        head = _heading(last, trial_id, kind)
         md += [f"## {head}", ""]
         page += [f"<h2>{html.escape(head)}</h2>"]
-        if (out / sub / "distinct.csv").exists():
-            distinct = pd.read_csv(out / sub / "distinct.csv")
-            md += [f"Distinct transforms (θ rounded to {DISTINCT_DECIMALS} decimals):", "",
-                   markdown_table(distinct), ""]
-            page += [f"<p>Distinct transforms (θ rounded to {DISTINCT_DECIMALS} decimals); per-image θ of the batches "
-                     f"in <a href='{sub}/theta.csv'>theta.csv</a>:</p>",
+        if distinct is not None:
+            md += [_distinct_note(), "", markdown_table(distinct), ""]
+            page += [f"<p>{_distinct_note()} Per-image θ of the batches: <a href='{sub}/theta.csv'>theta.csv</a>.</p>",
                      distinct.to_html(index=False, border=0, float_format=lambda x: f"{x:.4g}")]
         for name, caption in shown:
             md += [f"![{caption}]({sub}/{name})", "", f"*{caption}*", ""]
@@ -256,6 +269,30 @@ def build_inspection(run_dir: str | Path, out_dir: str | Path | None = None,
                   "table{border-collapse:collapse}td,th{padding:2px 8px;text-align:right}</style></head><body>"
                   "<h1>STN inspection</h1>" + "\n".join(page) + "</body></html>")
     return index
+
+
+def report_sections(data) -> list | None:
+    """The report's part (analysis.report imports this): the same artefacts under report/stn_inspect/."""
+    from analysis.report import figure, paragraph, section, table
+
+    trials = pick_trials(data.df, data.run_dir)
+    if not trials:
+        return None
+    last = data.df.sort_values("epoch").groupby("trial_id").tail(1).set_index("trial_id")
+    out = []
+    for trial_id in trials:
+        npz = find_inspection(data.run_dir, trial_id)
+        kind = _kind(npz)
+        sub = f"stn_inspect/{kind}-{trial_id}"
+        files, shown, distinct = trial_files(npz, f"{kind} STN, trial {trial_id}")
+        parts = [paragraph("What the transformer does to the first 64 test images of each deformation type "
+                           "(python -m analysis.stn_inspect RUN_DIR writes the same for any trial).")]
+        if distinct is not None:
+            parts += [table(distinct.round(4).astype(str), _distinct_note() + f" Per-image θ: {sub}/theta.csv.")]
+        parts += [figure(f"{sub}/{name.removesuffix('.png')}", caption) for name, caption in shown]
+        out.append(section(f"STN inspection: {_heading(last, trial_id, kind)}", parts,
+                           {f"{sub}/{name}": content for name, content in files.items()}))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -81,3 +81,14 @@ def test_original_study_setting_dry_run():
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in proc.stdout.splitlines() if '"sigma": 30.0' in line]
     assert len(lines) == 3 and all('"points": 3' in line and '"transformer": "affine"' in line for line in lines)
+
+
+def test_report_shows_the_inspection(deformed_run):
+    run, _, _ = deformed_run
+    page = (run / "report" / "index.html").read_text()
+    assert "STN inspection: affine STN" in page and "STN inspection: tps STN" in page
+    assert "failed" not in page
+    pngs = list((run / "report" / "stn_inspect").glob("*/*.png"))
+    assert len(pngs) == 3 + 1 + 3 + 3  # before/after x3 + θ histograms (affine), before/after x3 + grids x3 (TPS)
+    for png in pngs:
+        assert f"stn_inspect/{png.parent.name}/{png.name}" in page

@@ -56,3 +56,21 @@ def test_sigma_table_means_final_epochs_and_joins_ink(tmp_path):
     assert write_sigma_curve(df, tmp_path, tmp_path / "out") == ["sigma_curve.png", "sigma_curve.csv"]
     assert (tmp_path / "out" / "sigma_curve.png").stat().st_size > 10_000
     assert sigma_table(df[df["config/sigma"] == 2.0], tmp_path) is None  # one σ: no curve
+
+
+def test_report_includes_the_sigma_section_when_sigma_varies(tmp_path):
+    from analysis.report import build_report
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for i, sigma in enumerate((0.0, 2.0, 30.0)):
+        pd.DataFrame({"trial_id": f"t{i}", "epoch": [1, 2], "train_loss": 1.0, "train_acc": 0.5, "test_loss": 1.0,
+                      "test_acc": [0.5, 0.6], "epoch_seconds": 1.0, "config/sigma": sigma,
+                      "config/transformer": "affine", "config/seed": 0, "test_acc/clean": 0.9,
+                      "test_acc/elastic": [0.5, 0.9 - i * 0.3], "test_acc/zoom": 0.8}).to_parquet(logs / f"t{i}.parquet")
+    index = build_report(tmp_path)
+    page = index.read_text()
+    assert "sigma_curve.png" in page and "failed" not in page
+    table = pd.read_csv(tmp_path / "report" / "sigma_curve.csv")
+    assert table["test_acc/elastic_mean"].round(6).tolist() == [0.9, 0.6, 0.3]
+    assert table["ink_in_frame"].isna().all()  # no deformations.csv: the plot shows no ink line
