@@ -34,8 +34,11 @@ def _no_logs(run_dir: Path, detail: str) -> FileNotFoundError:
 def _read_one(path: str) -> pa.Table:
     """Read one trial file; raise ValueError with a short reason when it is not a usable log."""
     # pre_buffer=False: for small files it skips a coalescing step that costs more than the read (~40% faster)
-    table = pq.ParquetFile(path, pre_buffer=False).read(use_threads=False)
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
+    # an OSFile skips pyarrow's filesystem lookup for the path (~20 µs a file, 0.4 s at 20,000 files)
+    with pa.OSFile(path) as source:
+        table = pq.ParquetFile(source, pre_buffer=False).read(use_threads=False)
+    names = set(table.schema.names)  # table.column_names builds a new list on every call
+    missing = [c for c in REQUIRED_COLUMNS if c not in names]
     if missing:
         raise ValueError(f"not a trial log: missing columns {', '.join(missing)}")
     if table.num_rows == 0 or table.column("trial_id").null_count == table.num_rows:
@@ -56,11 +59,12 @@ def _read_many(paths: list[str]) -> tuple[list[pa.Table], list[tuple[str, str]]]
     return tables, bad
 
 
-def _read_chunk(paths: list[str]) -> tuple[pa.Table | None, list[tuple[str, str]]]:
-    """_read_many in a worker process, concatenated so that one table crosses the process boundary."""
+def _read_chunk(paths: list[str]) -> tuple[pa.Table | None, list[tuple[str, str]], list[int]]:
+    """_read_many in a worker process, concatenated so that one table crosses the process boundary, with the
+    row count of each good file."""
     tables, bad = _read_many(paths)
     # one chunk per column: pickling a table costs per chunk (5,000 chunks: seconds; one: milliseconds)
-    return (_concat(tables).combine_chunks() if tables else None), bad
+    return (_concat(tables).combine_chunks() if tables else None), bad, [t.num_rows for t in tables]
 
 
 def _concat(tables: list[pa.Table]) -> pa.Table:
@@ -71,9 +75,10 @@ def _concat(tables: list[pa.Table]) -> pa.Table:
         return pa.concat_tables(tables, promote_options="permissive")
 
 
-def _list_files(logs: Path) -> list[str]:
-    """The files pyarrow's dataset reader would see (names starting with "." or "_", e.g. temp files, are
-    ignored), oldest first, so that "keep last" prefers the most recently written row."""
+def _list_files(logs: Path) -> list[tuple[str, int]]:
+    """(path, mtime_ns) of the files pyarrow's dataset reader would see (names starting with "." or "_", e.g.
+    temp files, are ignored), in name order: one file per trial named by its id, so the rows come out already
+    sorted by trial and the sort in load_logs has nothing to move."""
     found = []
     stack = [logs]
     while stack:  # os.scandir hands back the stat calls cheaply: 20k files in ~0.1 s
@@ -84,27 +89,30 @@ def _list_files(logs: Path) -> list[str]:
                 if e.is_dir():
                     stack.append(Path(e.path))
                 elif e.name.endswith(".parquet") and e.is_file():
-                    found.append((e.stat().st_mtime_ns, e.name, e.path))
-    return [p for *_, p in sorted(found)]
+                    found.append((e.path, e.stat().st_mtime_ns))
+    return sorted(found)
 
 
 def load_logs(run_dir: str | Path, workers: int | None = None) -> pd.DataFrame:
     """Read RUN_DIR/logs file by file, skipping bad files, with (trial_id, epoch) unique and sorted.
 
-    ``workers``: processes reading files in parallel (default: one per idle CPU core when there are more
-    than PARALLEL_FILES files; 1 reads in this process).
+    ``workers``: processes reading files in parallel (default: one per CPU core when there are more than
+    PARALLEL_FILES files; 1 reads in this process). Reading is per-file bound (~0.5 ms of CPU per file to
+    open it and decode its footer), so 20,000 trial files take ~10 s on one core and about half on two.
     """
     run_dir = Path(run_dir)
     logs = run_dir / "logs"
     if not logs.is_dir():
         raise _no_logs(run_dir, f"{logs} does not exist")
-    files = _list_files(logs)
+    listed = _list_files(logs)
+    files = [p for p, _ in listed]
     if workers is None:
-        workers = _idle_cores() if len(files) > PARALLEL_FILES else 1
+        workers = (os.cpu_count() or 1) if len(files) > PARALLEL_FILES else 1
     if workers > 1:
-        tables, bad = _read_parallel(files, workers)
+        tables, bad, counts = _read_parallel(files, workers)
     else:
         tables, bad = _read_many(files)
+        counts = [t.num_rows for t in tables]
     skipped = [{"file": str(Path(p).relative_to(logs)), "reason": r} for p, r in bad]
     if not tables:
         detail = f"{len(skipped)} unreadable file(s) in {logs}" if skipped else f"{logs} has no .parquet files"
@@ -114,48 +122,56 @@ def load_logs(run_dir: str | Path, workers: int | None = None) -> pd.DataFrame:
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         # types Arrow cannot unify (text in one file, numbers in another): pandas keeps both as objects
         df = pd.concat([t.to_pandas() for t in tables], ignore_index=True, sort=False)
-    df = df[df["trial_id"].notna() & df["epoch"].notna()]
-    df["trial_id"] = df["trial_id"].astype(str)
+    bad_paths = {p for p, _ in bad}
+    mtime = np.repeat([m for p, m in listed if p not in bad_paths], counts)  # each row's file's write time
+    valid = (df["trial_id"].notna() & df["epoch"].notna()).to_numpy()
+    if not valid.all():
+        df, mtime = df[valid], mtime[valid]
+    if not pd.api.types.is_string_dtype(df["trial_id"]):
+        df["trial_id"] = df["trial_id"].astype(str)
     df["epoch"] = df["epoch"].astype("int64")
-    # Sort by (trial_id, epoch), stable so that rows of the same key stay in write order, then keep the last of
-    # each key: a trial restored from a checkpoint re-reports the epochs after it and the later report wins.
+    # Sort by (trial_id, epoch, file write time) and keep the last of each key: a trial restored from a
+    # checkpoint re-reports the epochs after it, and a row from a newer file wins over an older file's.
     # numpy on integer codes: ~10x faster than drop_duplicates + sort_values on the strings at 1M rows.
     codes, _ = pd.factorize(df["trial_id"], sort=True)
     epoch = df["epoch"].to_numpy()
-    order = np.lexsort((epoch, codes))
+    order = np.lexsort((mtime, epoch, codes))
     codes, epoch = codes[order], epoch[order]
     keep = np.ones(len(order), dtype=bool)
     keep[:-1] = (codes[:-1] != codes[1:]) | (epoch[:-1] != epoch[1:])
-    df = df.take(order[keep]).reset_index(drop=True)
+    if keep.all() and np.array_equal(order, np.arange(len(order))):
+        df = df.reset_index(drop=True)  # already sorted and unique (the usual case): no 1M-row copy
+    else:
+        df = df.take(order[keep]).reset_index(drop=True)
     df.attrs["skipped"] = skipped
     return df
 
 
-def _idle_cores() -> int:
-    """Cores nobody else is using (1-minute load average; this process counts as one): on a machine busy
-    with training, extra reader processes only add start-up and transfer costs."""
-    cpus = os.cpu_count() or 1
-    try:
-        busy = os.getloadavg()[0]
-    except OSError:  # not available on this platform
-        busy = 0.0
-    return max(1, min(cpus, round(cpus - busy + 1)))
-
-
-def _read_parallel(files: list[str], workers: int) -> tuple[list[pa.Table], list[tuple[str, str]]]:
-    """_read_many split over worker processes; contiguous chunks keep the oldest-first order."""
+def _read_parallel(files: list[str], workers: int) -> tuple[list[pa.Table], list[tuple[str, str]], list[int]]:
+    """_read_many split over this process and workers-1 others; contiguous chunks keep the name order."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    step = -(-len(files) // workers)
-    chunks = [files[i:i + step] for i in range(0, len(files), step)]
+    # This process takes a larger first share: each worker also concatenates and ships its tables (~10% extra).
+    first = -(-len(files) * 11 // (10 * workers + 1))
+    step = -(-(len(files) - first) // max(1, workers - 1))
+    chunks = [files[:first]] + [files[i:i + step] for i in range(first, len(files), step)]
     # fork: spawn and forkserver re-import the caller's __main__, which breaks scripts without a main guard;
     # the workers only read files with pyarrow, whose allocator and thread pool survive a fork.
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
-    with ProcessPoolExecutor(len(chunks), mp_context=ctx) as pool:
-        results = list(pool.map(_read_chunk, chunks))
-    return [t for t, _ in results if t is not None], [b for _, bad in results for b in bad]
+    with ProcessPoolExecutor(len(chunks) - 1, mp_context=ctx) as pool:
+        pending = [pool.submit(_read_chunk, c) for c in chunks[1:]]
+        # this process reads the first chunk meanwhile: its tables need no concatenation and no transfer
+        tables, bad = _read_many(chunks[0])
+        counts = [t.num_rows for t in tables]
+        for future in pending:
+            table, more_bad, more_counts = future.result()
+            if table is not None:
+                tables.append(table)
+                counts.extend(more_counts)
+            bad += more_bad
+    return tables, bad, counts
 
 
 def config_columns(df: pd.DataFrame) -> list[str]:
@@ -190,7 +206,12 @@ def _formatted(col: pd.Series, digits: int | None = None) -> np.ndarray:
 
 def group_columns(df: pd.DataFrame) -> list[str]:
     """Config columns that define a group: all but the seed, and only those that vary in this run."""
-    return [c for c in config_columns(df) if c != SEED_COLUMN and len(set(_formatted(df[c]))) > 1]
+    frame = df
+    if "trial_id" in df.columns and len(df) > 10_000:
+        # a trial's config is the same on all its rows: look at one row per trial (1M rows -> 20k: 0.6 s saved)
+        tid = df["trial_id"].to_numpy()
+        frame = df[np.r_[True, tid[1:] != tid[:-1]]]
+    return [c for c in config_columns(frame) if c != SEED_COLUMN and len(set(_formatted(frame[c]))) > 1]
 
 
 def group_labels(frame: pd.DataFrame, columns: list[str], digits: int | None = None) -> list[str]:

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+from sweeps.parquet_logger import WRITE_OPTIONS  # noqa: E402  (files exactly as the sweeps write them)
 
 MODELS = ["resnet50", "vgg19"]
 SIZES = [10, 30, 50, 70, 90]
@@ -91,7 +92,7 @@ def write_chunk(args) -> int:
             "config/momentum": np.full(n, 0.9), "config/seed": pa.array([cfg["seed"]] * n),
             "config/train_per_class": pa.array([cfg["train_per_class"]] * n), "config/weights": pa.array(["imagenet"] * n),
         }
-        pq.write_table(pa.table(cols), logs / f"{tid}.parquet")
+        pq.write_table(pa.table(cols), logs / f"{tid}.parquet", **WRITE_OPTIONS)  # as sweeps/parquet_logger.py
     return len(configs)
 
 

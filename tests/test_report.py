@@ -172,3 +172,10 @@ def test_only_bad_files_is_a_clear_error(tmp_path):
     (tmp_path / "logs" / "x.parquet").write_bytes(b"not parquet")
     with pytest.raises(FileNotFoundError, match="no logs in"):
         load_logs(tmp_path)
+
+
+def test_parallel_reading_gives_the_same_frame(run_dir):
+    """The reader processes used for large runs: same rows, same winner of the duplicate, same skipped files."""
+    one, two = load_logs(run_dir, workers=1), load_logs(run_dir, workers=3)
+    pd.testing.assert_frame_equal(one, two)
+    assert sorted(s["file"] for s in two.attrs["skipped"]) == ["empty.parquet", "foreign.parquet", "x.parquet"]
