@@ -23,7 +23,7 @@ def test_defaults_are_the_tutorials():
     ({"lr": "fast"}, r"config 'lr' = 'fast' has the wrong type: expected float"),
     ({"epochs": True}, r"config 'epochs' = True has the wrong type: expected int"),
     ({"seed": None}, r"config 'seed' = None is not allowed"),
-    ({"transformer": "tps9"}, r"config 'transformer' = 'tps9' is not allowed: choose one of 'affine', 'none'"),
+    ({"transformer": "tps9"}, r"config 'transformer' = 'tps9' is not allowed: choose one of 'affine', 'tps', 'none'"),
     ({"lrr": 0.1}, r"unknown config key 'lrr' for STNConfig; known keys: batch_size, epochs, gamma, lr, "),
     ({"lrr": 0.1, "bs": 4}, r"unknown config keys 'bs', 'lrr'"),
 ])
