@@ -11,17 +11,16 @@ whenever config/sigma takes more than one value.
 from __future__ import annotations
 
 import argparse
-import io
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from analysis.logs import load_logs
+from analysis.plots import _png
+from analysis.report import _write
 
 SIGMA = "config/sigma"
 TRANSFORMER = "config/transformer"
@@ -84,15 +83,7 @@ def plot_sigma_curve(table: pd.DataFrame) -> bytes:
                     else 1.05)
     ax_ink.grid(alpha=0.3)
     fig.suptitle(TITLE)
-    buf = io.BytesIO()
-    FigureCanvasAgg(fig).print_png(buf)
-    return buf.getvalue()
-
-
-def _write(path: Path, data: str | bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
-    os.replace(tmp, path)
+    return _png(fig)
 
 
 def write_sigma_curve(df: pd.DataFrame, run_dir: Path, out: Path) -> list[str] | None:

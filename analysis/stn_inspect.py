@@ -17,35 +17,21 @@ from __future__ import annotations
 
 import argparse
 import html
-import io
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from analysis.logs import load_logs
-from analysis.report import markdown_table
+from analysis.plots import _png
+from analysis.report import _write, markdown_table
 
 ARRAYS = "inspection.npz"
 PARAMS = ["tx_px", "ty_px", "scale_x", "scale_y", "rotation_deg", "shear", "magnification"]
 DISTINCT_DECIMALS = 2  # θ entries rounded to 0.01 (0.14 px of translation) before counting distinct transforms
 GRID_SHOWN = 16  # images per TPS control-grid figure
-
-
-def _write(path: Path, data: str | bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
-    os.replace(tmp, path)
-
-
-def _png(fig: Figure) -> bytes:
-    buf = io.BytesIO()
-    FigureCanvasAgg(fig).print_png(buf)
-    return buf.getvalue()
 
 
 def find_inspection(run_dir: Path, trial_id: str) -> Path | None:
