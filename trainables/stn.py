@@ -24,8 +24,8 @@ import torch
 
 from trainables import config as C
 from trainables.config import TrialConfig
-from trainables.data import MNIST_MEAN, MNIST_STD, MnistData, check_per_class, stratified_subset
-from trainables.deform import VARIANTS, DeformedMnist, DeformSpec, deformed_mnist
+from trainables.data import MnistData, check_per_class, stratified_subset
+from trainables.deform import VARIANTS, DeformedMnist, DeformSpec, deformed_mnist, to_pixels
 from trainables.loop import (Reporter, Split, TuneReporter, fit, make_sgd, pick_device, pin_threads,
                              trial_resources)
 from trainables.models import STN, TRANSFORMERS, AffineTransformer, TPSTransformer, build_stn
@@ -83,7 +83,7 @@ def check_against_data(cfg: STNConfig, data: MnistData) -> None:
 
 def _pixels(images: torch.Tensor) -> np.ndarray:
     """Normalized N×1×H×W → uint8 N×H×W, for pictures."""
-    return (images[:, 0] * MNIST_STD + MNIST_MEAN).clamp(0, 1).mul(255).round().to(torch.uint8).cpu().numpy()
+    return np.rint(to_pixels(images.cpu()) * 255).astype(np.uint8)
 
 
 @torch.inference_mode()
