@@ -38,7 +38,8 @@ def find_inspection(run_dir: Path, trial_id: str) -> Path | None:
     """The newest checkpoint of `trial_id` that holds inspection arrays (Tune names trial folders
     <trainable>_<trial_id>_...)."""
     found = []
-    for trial_dir in (run_dir / "tune").glob(f"*{trial_id}*"):
+    # Underscores on both sides: an all-digit id must not match inside a date or a parameter value.
+    for trial_dir in (run_dir / "tune").glob(f"*_{trial_id}_*"):
         for ckpt in trial_dir.glob("checkpoint_*"):
             if (ckpt / ARRAYS).is_file():
                 found.append(ckpt / ARRAYS)

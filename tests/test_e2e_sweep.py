@@ -44,7 +44,7 @@ def test_smoke_sweep_report(smoke_run):
     report = run / "report"
     for name in ("index.html", "report.md", "trials.csv", "test_acc.png", "test_loss.png"):
         assert (report / name).stat().st_size > 0, name
-    trials = pd.read_csv(report / "trials.csv")
+    trials = pd.read_csv(report / "trials.csv", dtype={"trial_id": str})  # Ray ids can be all digits
     logs = pd.read_parquet(run / "logs")
     best = logs.groupby("trial_id")["test_acc"].max()
     assert len(trials) == 2
@@ -53,7 +53,7 @@ def test_smoke_sweep_report(smoke_run):
     assert str(report / "index.html") in proc.stdout
     again = run_cli("-m", "analysis.report", str(run))  # the contract's command writes the same files
     assert again.returncode == 0, again.stderr
-    assert pd.read_csv(report / "trials.csv").equals(trials)
+    assert pd.read_csv(report / "trials.csv", dtype={"trial_id": str}).equals(trials)
 
 
 def test_finished_sweep_is_not_overwritten_and_resume_adds_nothing(smoke_run, mnist_dir):

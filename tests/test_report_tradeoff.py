@@ -277,7 +277,7 @@ def test_report_on_a_real_smoke_search(mnist_dir, tmp_path):
     assert "the first configuration in sweep.json" in md  # the search's enqueued baseline
     comp = pd.read_csv(out / "comparison.csv").set_index("comparison")
     assert "batch_size=64, lr=0.01, lr_step=0" == comp.loc["best vs baseline", "reference group"]
-    audit = pd.read_csv(out / "audit.csv")
+    audit = pd.read_csv(out / "audit.csv", dtype={"trial_id": str})  # Ray ids can be all digits
     stopped = logs.groupby("trial_id").agg(reason=("stop_reason", "last"), epochs=("epoch", "max"))
     assert sorted(audit["trial_id"]) == sorted(stopped.index[stopped["reason"] == "asha"])
     assert (audit["epochs_saved"] == 3 - audit["stop_epoch"]).all()  # smoke budget: 3 epochs

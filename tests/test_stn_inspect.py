@@ -74,3 +74,19 @@ def test_report_includes_the_sigma_section_when_sigma_varies(tmp_path):
     table = pd.read_csv(tmp_path / "report" / "sigma_curve.csv")
     assert table["test_acc/elastic_mean"].round(6).tolist() == [0.9, 0.6, 0.3]
     assert table["ink_in_frame"].isna().all()  # no deformations.csv: the plot shows no ink line
+
+
+def test_find_inspection_matches_the_whole_trial_id(tmp_path):
+    from analysis.stn_inspect import ARRAYS, find_inspection
+
+    tune = tmp_path / "tune"
+    # Optuna-searched trials get 8-hex-digit ids that can be all digits; another trial's folder holds the same
+    # digits inside a parameter value and must not be taken for it.
+    ours = tune / "train_stn_20261124_3_lr=0.01_2026-11-24_10-00-00" / "checkpoint_000002"
+    other = tune / "train_stn_a1b2c3d4_4_lr=0.020261124_2026-11-24_10-00-00" / "checkpoint_000009"
+    for ckpt in (ours, other):
+        ckpt.mkdir(parents=True)
+        (ckpt / ARRAYS).write_bytes(b"x")
+    assert find_inspection(tmp_path, "20261124") == ours / ARRAYS
+    assert find_inspection(tmp_path, "a1b2c3d4") == other / ARRAYS
+    assert find_inspection(tmp_path, "ffffffff") is None
