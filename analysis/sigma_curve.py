@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from analysis.logs import load_logs
 from analysis.plots import _png
-from analysis.report import _write
+from analysis.render import _write
 
 SIGMA = "config/sigma"
 TRANSFORMER = "config/transformer"
@@ -99,7 +99,7 @@ def write_sigma_curve(df: pd.DataFrame, run_dir: Path, out: Path) -> list[str] |
 
 def report_sections(data) -> list | None:
     """The report's σ-curve section (analysis.report imports this)."""
-    from analysis.report import csv_bytes, figure, section, table
+    from analysis.render import csv_bytes, figure, section, table
 
     table_ = sigma_table(data.df, data.run_dir)
     if table_ is None:

@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 
 from analysis.logs import load_logs
 from analysis.plots import _png
-from analysis.report import _write, markdown_table
+from analysis.render import _write, markdown_table
 
 ARRAYS = "inspection.npz"
 PARAMS = ["tx_px", "ty_px", "scale_x", "scale_y", "rotation_deg", "shear", "magnification"]
@@ -262,7 +262,7 @@ def build_inspection(run_dir: str | Path, out_dir: str | Path | None = None,
 
 def report_sections(data) -> list | None:
     """The report's part (analysis.report imports this): the same artefacts under report/stn_inspect/."""
-    from analysis.report import figure, paragraph, section, table
+    from analysis.render import figure, paragraph, section, table
 
     trials = pick_trials(data.df, data.run_dir)
     if not trials:

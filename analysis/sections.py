@@ -1,0 +1,271 @@
+"""The report's built-in sections: each is ``fn(data: RunData) -> Section | None``, in the order of SECTIONS
+in analysis.report (groups, size effect, curves, variants, tradeoff, Pareto, best epoch, isolation, audit,
+comparison, trials, skipped files).
+
+    from analysis.run import load_run
+    from analysis.sections import groups_section
+    print(groups_section(load_run("runs/stn_mnist")).markdown)
+
+No ray, no torch.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analysis import plots, tradeoff
+from analysis.logs import CONFIG_PREFIX, SEED_COLUMN, format_value, group_columns, group_labels
+from analysis.render import MAX_TABLE_ROWS, Section, bullets, csv_bytes, figure, fmt_ci, fmt_num, fmt_pm, \
+    paragraph, section, table, top_rows
+from analysis.run import RunData
+from analysis.tables import PLATEAU_PP, variant_columns
+
+COMPUTE_NAMES = {"gpu_seconds": "GPU-seconds", "total_seconds": "seconds"}
+
+
+def groups_section(d: RunData) -> Section:
+    g, note = top_rows(d.groups, "best_test_acc_mean")
+    show = pd.DataFrame({"group": g["group"], "n_seeds": g["n_seeds"]})
+    show["best acc (mean ± std)"] = [fmt_pm(m, s) for m, s in zip(g["best_test_acc_mean"], g["best_test_acc_std"])]
+    show["best acc 95% CI"] = [fmt_ci(m, h) for m, h in zip(g["best_test_acc_mean"], g["best_test_acc_ci95"])]
+    names = {"best_acc_epoch": "epoch of best acc", "best_test_loss": "best loss", "best_loss_epoch":
+             "epoch of best loss", "final_test_acc": "final acc", "epochs_to_95pct": "epochs to 95%",
+             "epochs_to_99pct": "epochs to 99%", "epochs_to_plateau": "epochs to plateau", "epochs": "epochs run",
+             "total_seconds": "seconds", "gpu_seconds": "GPU-seconds"}
+    for col, title in names.items():
+        show[title] = [fmt_pm(m, s) for m, s in zip(g[f"{col}_mean"], g[f"{col}_std"])]
+    for col in [c for c in g if c.startswith(("best_test_acc/", "final_test_acc/")) and c.endswith("_mean")]:
+        kind, variant = col.removesuffix("_mean").split("_test_acc/")
+        show[f"{kind} acc {variant}"] = [fmt_pm(m, s) for m, s in zip(g[col], g[col.replace("_mean", "_std")])]
+    if g["stopped_early"].any():
+        show["stopped early"] = g["stopped_early"]
+    text = (f"Mean ± std (ddof=1) across seeds; 95% CI = Student-t interval of the mean, mean ± t(0.975, n-1)·std/√n "
+            f"(none with one seed). Epochs to 95%/99% = first epoch reaching that share of the trial's best accuracy; "
+            f"plateau = first epoch within {PLATEAU_PP * 100:g} pp of it.")
+    return section("Groups (configuration without seed)", [paragraph(text), table(show.astype(str), note)],
+                   {"groups.csv": csv_bytes(d.groups)})
+
+
+def size_section(d: RunData) -> Section | None:
+    sizes = plots.size_effect(d.trials, d.gcols)
+    if sizes is None:
+        return None
+    png, caption = plots.plot_size_effect(sizes, d.trials, d.gcols)
+    return section(plots.SIZE_SECTION, [figure("size_effect", caption, plots.SIZE_SECTION)],
+                   {"size_effect.csv": csv_bytes(sizes), "size_effect.png": png})
+
+
+def curves_section(d: RunData) -> Section:
+    files, parts = {"curves.csv": csv_bytes(d.curves)}, []
+    for metric in ("test_acc", "test_loss"):
+        png, caption = plots.plot_curves(d.curves, d.groups, metric)
+        files[f"{metric}.png"] = png
+        parts.append(figure(metric, caption, plots.TITLES[metric]))
+    return section("Test accuracy and loss per epoch", parts, files)
+
+
+def variants_section(d: RunData) -> Section | None:
+    variants = variant_columns(d.df)
+    if not variants:
+        return None
+    png, caption = plots.plot_variants(d.curves, d.groups, variants)
+    g, note = top_rows(d.groups, "best_test_acc_mean")
+    show = pd.DataFrame({"group": g["group"]})
+    for v in variants:
+        name = v.removeprefix("test_acc/")
+        show[f"best {name}"] = [fmt_pm(m, s) for m, s in zip(g[f"best_{v}_mean"], g[f"best_{v}_std"])]
+        show[f"final {name}"] = [fmt_pm(m, s) for m, s in zip(g[f"final_{v}_mean"], g[f"final_{v}_std"])]
+    return section("Accuracy per test variant", [table(show.astype(str), note), figure("variants", caption)],
+                   {"variants.png": png})
+
+
+def tradeoff_section(d: RunData) -> Section:
+    budget = tradeoff.budget_table(d.df, d.trials, d.curves, d.compute)
+    plateau = tradeoff.plateau_epoch(budget["best_group_best_so_far"], budget["E"])
+    png, caption = plots.plot_tradeoff(budget, plateau, d.compute)
+    final = budget.iloc[-1]
+    at = budget.set_index("E").loc[plateau] if not np.isnan(plateau) else None
+    facts = [
+        "Best-so-far accuracy picks the best epoch up to E on the test set: it is what early stopping on the test "
+        "set would give, so it is optimistic; accuracy at epoch E is what training for exactly E epochs gives.",
+        f"Plateau: the first epoch budget whose best-so-far accuracy (best group) is within {PLATEAU_PP * 100:g} "
+        f"percentage points of the final best: epoch {fmt_num(plateau)} of {int(final['E'])}"
+        + (f" ({fmt_num(at['best_group_best_so_far'])} vs {fmt_num(final['best_group_best_so_far'])} at the full "
+           "budget; the epochs after it add "
+           f"{fmt_num((final['best_group_best_so_far'] - at['best_group_best_so_far']) * 100, 3)}"
+           " pp)." if at is not None else "."),
+    ]
+    compute_name = COMPUTE_NAMES[d.compute]
+    cum = budget[f"cumulative_{d.compute}"]
+    if at is not None and cum.iloc[-1] > 0:
+        facts.append(f"Stopping every trial at the plateau would have used {fmt_num(at[f'cumulative_{d.compute}'])} of "
+                     f"{fmt_num(cum.iloc[-1])} {compute_name} "
+                     f"({fmt_num(at[f'cumulative_{d.compute}'] / cum.iloc[-1] * 100, 3)}%).")
+    shown = budget[["E", "trials_at_E", "best_group_acc_at_E", "best_group_best_so_far", "marginal_gain_best_group",
+                    "mean_trial_acc_at_E", "mean_trial_best_so_far", f"cumulative_{d.compute}"]].copy()
+    shown.columns = ["E", "trials", "best group: acc at E", "best group: best-so-far", "gain of epoch E (pp)",
+                     "average trial: acc at E", "average trial: best-so-far", f"{compute_name} to E"]
+    shown["gain of epoch E (pp)"] = shown["gain of epoch E (pp)"] * 100
+    for c in shown.columns[2:]:
+        shown[c] = shown[c].map(fmt_num)
+    parts = [bullets(facts), figure("tradeoff", caption, "accuracy against epoch budget"), table(shown.astype(str))]
+    files = {"tradeoff.csv": csv_bytes(budget), "tradeoff.png": png}
+    if len(d.groups) > 1:
+        first = (d.sweep or {}).get("configs", [None])[0] if (d.sweep or {}).get("configs") else None
+        base, why = tradeoff.choose_baseline(d.groups, d.gcols, first, d.baseline)
+        comp = tradeoff.compare_to_baseline(d.groups, base)
+        text = (f"Tuned vs baseline: the best group (highest mean best accuracy) against the baseline, {why}"
+                + (f": {base}" if base else "") + ", and against the median group (the lower median by mean best "
+                "accuracy). Δ = best minus reference, per trial, means across seeds.")
+        shown = comp.copy()
+        for c in shown.columns[3:]:
+            shown[c] = shown[c].map(fmt_num)
+        parts += [paragraph(text), table(shown.astype(str))]
+        files["comparison.csv"] = csv_bytes(comp)
+    return section("Tradeoff: accuracy against epochs and compute", parts, files)
+
+
+def pareto_section(d: RunData) -> Section:
+    front = d.trials["pareto"]
+    marks = {"best group": d.groups.loc[d.groups["best_test_acc_mean"].idxmax(), "group"]}
+    png, caption = plots.plot_pareto(d.trials, front, d.compute, marks)
+    cols = ["trial_id", "group", d.compute, "best_test_acc", "best_acc_epoch", "epochs", "stop_reason"]
+    cols = list(dict.fromkeys(c for c in cols if c in d.trials))
+    pf = d.trials.loc[front, cols].sort_values(d.compute)
+    shown = pf.copy()
+    shown[d.compute] = shown[d.compute].map(fmt_num)
+    shown["best_test_acc"] = shown["best_test_acc"].map(fmt_num)
+    shown, note = top_rows(shown.assign(_acc=pf["best_test_acc"]), "_acc")
+    text = (f"{len(pf)} of {len(d.trials)} trials are on the Pareto front of best accuracy against "
+            f"{COMPUTE_NAMES[d.compute]} (no other trial is at least as accurate for less compute).")
+    if d.compute == "total_seconds":
+        text += " No trial held a GPU share, so compute is wall-clock seconds."
+    return section("Pareto front: accuracy against compute", [paragraph(text), figure("pareto", caption),
+                                                               table(shown.drop(columns="_acc").astype(str), note)],
+                   {"pareto.csv": csv_bytes(pf), "pareto.png": png})
+
+
+def best_epoch_section(d: RunData) -> Section:
+    png, caption = plots.plot_best_epoch_hist(d.trials)
+    epoch = d.trials["best_acc_epoch"].astype(float)
+    late = (epoch >= d.trials["budget"] * 0.9).mean()
+    text = (f"Median epoch of best accuracy: {fmt_num(epoch.median())}; {late * 100:.0f}% of trials reached their best "
+            "in the last 10% of their epoch budget.")
+    return section("When trials reach their best", [paragraph(text), figure("best_epoch", caption)],
+                   {"best_epoch.png": png})
+
+
+def isolation_section(d: RunData) -> Section | None:
+    if not d.gcols:
+        return None
+    iso = tradeoff.isolation(d.groups, d.gcols)
+    png, caption = plots.plot_isolation(iso, d.groups, d.gcols)
+    best = iso.loc[iso.groupby("param", sort=False)["best_group_acc"].idxmax()]
+    items = [f"{r.param}: best at {r.value} ({fmt_num(r.best_group_acc)}; range over values "
+             f"{fmt_num(iso.loc[iso.param == r.param, 'best_group_acc'].min())}–{fmt_num(r.best_group_acc)})"
+             for r in best.itertuples()]
+    return section("Isolation plots per hyperparameter", [bullets(items), figure("isolation", caption)],
+                   {"isolation.csv": csv_bytes(iso), "isolation.png": png})
+
+
+def audit_section(d: RunData) -> Section | None:
+    result = tradeoff.stop_audit(d.df, d.trials, d.compute)
+    if result is None:
+        return None
+    audit, f = result
+    png, caption = plots.plot_audit(d.df, audit, f)
+    name = COMPUTE_NAMES[d.compute]
+    reasons = ", ".join(f"{k}: {v}" for k, v in f["reasons"].items())
+    items = [
+        f"{f['stopped']} of {f['trials']} trials were stopped before their epoch budget ({reasons}).",
+        f"Compute saved: {f['epochs_saved']} epochs not run (vs {f['epochs_run']} run), about "
+        f"{fmt_num(f['compute_saved'])} {name} against running them to the full budget "
+        f"({fmt_num(f['saved_share'] * 100, 3)}% of what the sweep would have used; an estimate: epochs not run x the "
+        "trial's mean epoch time).",
+        f"Winner: {f['winner']} ({f['winner_group']}), best accuracy {fmt_num(f['winner_best'])}.",
+        f"{f['ahead']} stopped trial(s) were ahead of the winner's best-so-far accuracy at their stopping epoch"
+        + (" (the scheduler may have stopped a trial that was leading)." if f["ahead"] else "."),
+        f"The best stopped trial reached {fmt_num(f['stopped_max_best'])} before it was stopped.",
+    ]
+    shown = audit[["trial_id", "group", "stop_reason", "stop_epoch", "budget", "best_so_far_at_stop",
+                   "winner_best_so_far_at_stop", "gap_to_winner", "epochs_saved"]].copy()
+    shown, note = top_rows(shown, "gap_to_winner")
+    for c in ("best_so_far_at_stop", "winner_best_so_far_at_stop", "gap_to_winner"):
+        shown[c] = shown[c].map(fmt_num)
+    return section("Early-stopping audit", [bullets(items), figure("audit", caption), table(shown.astype(str), note)],
+                   {"audit.csv": csv_bytes(audit), "audit.png": png})
+
+
+def trials_section(d: RunData) -> Section:
+    tr, note = top_rows(d.trials, "best_test_acc", 2 * MAX_TABLE_ROWS)
+    t = pd.DataFrame({"trial_id": tr["trial_id"]})
+    for c in d.gcols + ([SEED_COLUMN] if SEED_COLUMN in tr else []):
+        t[c.removeprefix(CONFIG_PREFIX)] = tr[c].map(format_value)
+    t["epochs"], t["status"] = tr["epochs"], tr["status"].map(str)
+    t["stop reason"] = tr["stop_reason"].map(lambda v: "" if pd.isna(v) else str(v))
+    for name in ("acc", "loss"):
+        best, epoch = tr[f"best_test_{name}"], tr[f"best_{name}_epoch"]
+        t[f"best {name} (epoch)"] = [f"{fmt_num(v)} ({fmt_num(e)})" for v, e in zip(best, epoch)]
+    t["epochs to 95/99/100%"] = [f"{fmt_num(a)}/{fmt_num(b)}/{fmt_num(c)}" for a, b, c in
+                                 zip(tr["epochs_to_95pct"], tr["epochs_to_99pct"], tr["epochs_to_100pct"])]
+    for c in [c for c in tr if c.startswith("final_test_acc")]:
+        t[c.replace("final_test_acc", "final acc").replace("_", " ")] = tr[c].map(fmt_num)
+    t["seconds"] = tr["total_seconds"].map(fmt_num)
+    t["GPU-seconds"] = tr["gpu_seconds"].map(fmt_num)
+    return section("Trials", [table(t.astype(str), note)], {"trials.csv": csv_bytes(d.trials)})
+
+
+def skipped_section(d: RunData) -> Section | None:
+    if not d.skipped:
+        return None
+    return section(f"Skipped log files ({len(d.skipped)})", [
+        paragraph("These files in logs/ could not be read as trial logs and are left out of everything above:"),
+        bullets([f"{s['file']}: {s['reason']}" for s in d.skipped])])
+
+
+def compare_section(d: RunData) -> Section | None:
+    o = d.compare
+    if o is None:
+        return None
+    names = {"a": d.name, "b": o.name if o.name != d.name else f"{o.name} (2)"}
+    runs = {names["a"]: d, names["b"]: o}
+    # Label groups by what varies across both runs: a run with one group is "all trials" on its own, but
+    # "lr=0.01" next to a run that varied lr.
+    trials = pd.concat([r.trials.assign(run=n) for n, r in runs.items()], ignore_index=True, sort=False)
+    trials["label"] = group_labels(trials, group_columns(trials))
+    relabel = trials.drop_duplicates(["run", "group"]).set_index(["run", "group"])["label"]
+    both = pd.concat([r.groups.assign(run=n) for n, r in runs.items()], ignore_index=True, sort=False)
+    both.insert(0, "run", both.pop("run"))
+    both.insert(1, "group_in_run", both["group"])
+    both["group"] = relabel.reindex(pd.MultiIndex.from_frame(both[["run", "group_in_run"]])).to_numpy()
+    rows = []
+    for n, r in runs.items():
+        best = r.groups.loc[r.groups["best_test_acc_mean"].idxmax()]
+        rows.append({"run": n, "trials": len(r.trials), "groups": len(r.groups),
+                     "best group": relabel[(n, best["group"])],
+                     "best acc (mean)": best["best_test_acc_mean"], "epochs run (total)": int(r.trials["epochs"].sum()),
+                     "seconds (total)": r.trials["total_seconds"].sum(),
+                     "GPU-seconds (total)": r.trials["gpu_seconds"].sum()})
+    summary = pd.DataFrame(rows)
+    delta = {"run": f"Δ ({names['a']} − {names['b']})", "trials": rows[0]["trials"] - rows[1]["trials"],
+             "groups": rows[0]["groups"] - rows[1]["groups"], "best group": ""}
+    for c in ("best acc (mean)", "epochs run (total)", "seconds (total)", "GPU-seconds (total)"):
+        delta[c] = rows[0][c] - rows[1][c]
+    summary = pd.concat([summary, pd.DataFrame([delta])], ignore_index=True)
+    png, caption = plots.plot_compare({n: r.curves for n, r in runs.items()}, {n: r.groups for n, r in runs.items()},
+                                      {k: v for k, v in relabel.items()})
+    shown = summary.copy()
+    for c in ("best acc (mean)", "seconds (total)", "GPU-seconds (total)"):
+        shown[c] = shown[c].map(fmt_num)
+    g = both.sort_values("best_test_acc_mean", ascending=False, kind="stable").head(MAX_TABLE_ROWS)
+    gshow = pd.DataFrame({"run": g["run"], "group": g["group"], "n_seeds": g["n_seeds"],
+                          "best acc": [fmt_pm(m, s) for m, s in zip(g["best_test_acc_mean"], g["best_test_acc_std"])],
+                          "epoch of best": g["best_acc_epoch_mean"].map(fmt_num),
+                          "GPU-seconds": g["gpu_seconds_mean"].map(fmt_num),
+                          "seconds": g["total_seconds_mean"].map(fmt_num)})
+    note = f"The {len(gshow)} best of {len(both)} groups of both runs; compare_groups.csv holds all."
+    return section(f"Comparison with {o.name}", [
+        paragraph(f"This run ({names['a']}, {d.run_dir}) against {names['b']} ({o.run_dir})."),
+        table(shown.astype(str)), figure("compare", caption), table(gshow.astype(str), note)],
+        {"compare.csv": csv_bytes(summary), "compare_groups.csv": csv_bytes(both), "compare.png": png})
+
