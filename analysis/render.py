@@ -1,20 +1,24 @@
-"""Building blocks of report pages: Sections, Markdown/HTML tables, figures, paragraphs, number formats, CSV bytes.
+"""Building blocks of the analysis pages and the one page writer: Sections, Markdown/HTML tables, figures,
+paragraphs, number formats, CSV bytes, and write_page (index.html, its Markdown twin and every section's files).
 
-    from analysis.render import section, table, figure, paragraph, csv_bytes
-    section("Title", [paragraph("..."), table(frame), figure("name", "caption")], {"name.png": png})
+    from analysis.render import csv_bytes, figure, paragraph, section, table, write_page
+    s = section("Title", [paragraph("..."), table(frame), figure("name", "caption")], {"name.png": png})
+    write_page(out_dir, "Page title", [s])   # out_dir/index.html, out_dir/report.md, out_dir/name.png
 
 A section is its Markdown and its HTML side by side, plus the files it shows (name -> bytes or str). Nothing here
-knows about sweeps; analysis.report and the other page-writing modules build on it. No ray, no torch.
+knows about sweeps; analysis.report, analysis.sigma_curve and analysis.stn_inspect build on it. Every file goes
+through analysis.files.atomic_write. No ray, no torch.
 """
 from __future__ import annotations
 
 import html
 import io
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+
+from analysis.files import atomic_write
 
 MAX_TABLE_ROWS = 50  # rows shown in the pages per table; the CSV next to it holds all
 
@@ -69,6 +73,11 @@ def paragraph(text: str) -> tuple[str, str]:
     return text, f"<p>{html.escape(text)}</p>"
 
 
+def note(text: str) -> tuple[str, str]:
+    """A highlighted remark: a Markdown quote, an HTML paragraph of class note."""
+    return f"> {text}", f"<p class='note'>{html.escape(text)}</p>"
+
+
 def bullets(items: list[str]) -> tuple[str, str]:
     return "\n".join(f"- {i}" for i in items), "<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>"
 
@@ -105,9 +114,33 @@ figcaption{color:#555;font-size:13px}
 .note{background:#fff8e1;padding:.5em 1em;border-left:4px solid #f0b400}"""
 
 
-def _write(path: Path, data: str | bytes) -> None:
-    """Write via a temp file in the same folder + os.replace, so a crash never leaves a half-written file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
-    os.replace(tmp, path)
+def write_page(out: str | Path, title: str, sections: list[Section], intro: list[tuple[str, str]] | None = None,
+               markdown_name: str = "report.md") -> Path:
+    """Write every section's files into OUT, then the page twice: MARKDOWN_NAME and index.html, each with the title,
+    the INTRO parts, a heading per section and a line linking the CSVs; returns index.html's path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for s in sections:
+        for name, content in s.files.items():
+            (out / name).parent.mkdir(parents=True, exist_ok=True)  # sections may use subfolders
+            atomic_write(out / name, content)
+    csvs = [n for s in sections for n in s.files if n.endswith(".csv")]
+    intro = intro or []
 
+    md = [f"# {title}", "", *[f"{m}\n" for m, _ in intro]]
+    md += [f"## {s.title}\n\n{s.markdown}\n" for s in sections]
+    if csvs:
+        md += [f"Tables: {', '.join(csvs)} (full precision).", ""]
+    atomic_write(out / markdown_name, "\n".join(md))
+
+    e = html.escape
+    toc = "".join(f"<li><a href='#s{i}'>{e(s.title)}</a></li>" for i, s in enumerate(sections))
+    page = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
+            f"<style>{CSS}</style></head><body><h1>{e(title)}</h1>", *[h for _, h in intro],
+            f"<nav><ol>{toc}</ol></nav>"]
+    page += [f"<h2 id='s{i}'>{e(s.title)}</h2>\n{s.html}" for i, s in enumerate(sections)]
+    if csvs:
+        page += ["<p>Tables: " + ", ".join(f"<a href='{c}'>{c}</a>" for c in csvs) + " (full precision).</p>"]
+    page += ["</body></html>"]
+    # index.html last: its presence means the whole page and its files are there
+    return atomic_write(out / "index.html", "\n".join(page))

@@ -17,40 +17,40 @@ index.html and report.md (the same content), the PNGs they show and the tables b
 
 Best values and their epochs are picked in hindsight on the test set, and the report says so.
 
-Extending: a section is a function ``fn(data: RunData) -> Section | list[Section] | None``; append it with
-``register_section(fn)``, or put a module in EXTRA_SECTION_MODULES (imported when present) that defines
-``report_sections(data) -> list[Section]``. A Section carries its title, Markdown, HTML and files (name ->
-bytes/str, written into the report folder). A section that raises becomes a note; it never breaks the report.
+Extending: a section is a function ``fn(data: RunData) -> Section | list[Section] | None`` (RunData from
+analysis.run; build the Section with analysis.render's table/figure/paragraph/section); list it in SECTIONS or
+add it with ``register_section(fn)``. The built-in sections live in analysis.sections, the σ curve in
+analysis.sigma_curve, the STN inspection in analysis.stn_inspect; analysis.render.write_page writes the page. A
+Section carries its title, Markdown, HTML and files (name -> bytes/str, written into the report folder). A
+section that raises becomes a note; it never breaks the report. The modules this one imports never import it.
 Uses pandas, pyarrow, numpy and matplotlib's Agg canvas only (no ray, no torch, no display needed).
 """
 
 from __future__ import annotations
 
 import argparse
-import html
-import importlib
-import importlib.util
 import os
 import sys
 from pathlib import Path
 from typing import Callable
 
 from analysis.logs import CONFIG_PREFIX, SEED_COLUMN, config_columns, group_label
-from analysis.render import CSS, Section, _write, fmt_num, fmt_pm, paragraph, section
+from analysis.render import Section, bullets, fmt_num, fmt_pm, note, paragraph, section, write_page
 from analysis.run import RunData, load_run
 from analysis.sections import audit_section, best_epoch_section, compare_section, curves_section, groups_section, \
     isolation_section, pareto_section, size_section, skipped_section, trials_section, tradeoff_section, \
     variants_section
+from analysis.sigma_curve import sigma_section
+from analysis.stn_inspect import inspection_sections
 
 HINDSIGHT = ("Best accuracy, best loss and their epochs are chosen in hindsight on the test set "
              "(there is no separate validation split), so they are optimistic.")
-EXTRA_SECTION_MODULES = ["analysis.sigma_curve", "analysis.stn_inspect"]  # optional modules with report_sections(data) -> list[Section]
 
 
 SectionFn = Callable[[RunData], "Section | list[Section] | None"]
 SECTIONS: list[SectionFn] = [groups_section, size_section, curves_section, variants_section, tradeoff_section,
                              pareto_section, best_epoch_section, isolation_section, audit_section, compare_section,
-                             trials_section, skipped_section]
+                             sigma_section, inspection_sections, trials_section, skipped_section]
 
 
 def register_section(fn: SectionFn) -> SectionFn:
@@ -58,20 +58,6 @@ def register_section(fn: SectionFn) -> SectionFn:
     if fn not in SECTIONS:
         SECTIONS.insert(len(SECTIONS) - 2, fn)  # before the long trials table and the skipped files
     return fn
-
-
-def _extra_sections() -> list[SectionFn]:
-    fns = []
-    for name in EXTRA_SECTION_MODULES:
-        try:
-            found = importlib.util.find_spec(name) is not None
-        except (ImportError, ValueError):
-            found = False
-        if found:
-            module = importlib.import_module(name)
-            if hasattr(module, "report_sections"):
-                fns.append(module.report_sections)
-    return fns
 
 
 PARALLEL_ROWS = 200_000  # from here on, sections (mostly plot rendering) run in two processes
@@ -96,12 +82,12 @@ def _forked_sections(indices: list[int]) -> list[list[Section]]:
 
 def _run_sections(data: RunData) -> list[Section]:
     global _FORKED
-    fns = SECTIONS[:-2] + [f for f in _extra_sections() if f not in SECTIONS] + SECTIONS[-2:]
+    fns = list(SECTIONS)
     cores = os.cpu_count() or 1
     if len(data.df) < PARALLEL_ROWS or cores < 2 or "fork" not in _start_methods():
         return [s for fn in fns for s in _one_section(fn, data)]
     # Large runs: half of the sections in a forked process, which inherits the loaded data instead of receiving
-    # it (only the finished sections travel back); on 2 cores this halves the ~5 s of plotting at 1M rows.
+    # it (only the finished sections travel back); plotting dominates there, and two cores share it.
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -153,32 +139,8 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, compare
     if compare is not None:
         data.compare = load_run(compare)
     sections = _run_sections(data)
-    out.mkdir(parents=True, exist_ok=True)
-    for s in sections:
-        for name, content in s.files.items():
-            (out / name).parent.mkdir(parents=True, exist_ok=True)  # sections may use subfolders
-            _write(out / name, content)
-    csvs = [n for s in sections for n in s.files if n.endswith(".csv")]
-    facts = _facts(data)
-    title = f"Sweep report: {run_dir.resolve().name}"
-
-    md = [f"# {title}", "", *[f"- {f}" for f in facts], "", f"> {HINDSIGHT}", ""]
-    md += [f"## {s.title}\n\n{s.markdown}\n" for s in sections]
-    md += [f"Tables: {', '.join(csvs)} (full precision).", ""]
-    _write(out / "report.md", "\n".join(md))
-
-    e = html.escape
-    toc = "".join(f"<li><a href='#s{i}'>{e(s.title)}</a></li>" for i, s in enumerate(sections))
-    page = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title>",
-            f"<style>{CSS}</style></head><body><h1>{e(title)}</h1>",
-            f"<ul>{''.join(f'<li>{e(f)}</li>' for f in facts)}</ul><p class='note'>{e(HINDSIGHT)}</p>",
-            f"<nav><ol>{toc}</ol></nav>"]
-    page += [f"<h2 id='s{i}'>{e(s.title)}</h2>\n{s.html}" for i, s in enumerate(sections)]
-    links = ", ".join(f"<a href='{c}'>{c}</a>" for c in csvs)
-    page += [f"<p>Tables: {links} (full precision).</p></body></html>"]
-    index = out / "index.html"
-    _write(index, "\n".join(page))  # written last: its presence means the whole report is there
-    return index
+    intro = [bullets(_facts(data)), note(HINDSIGHT)]
+    return write_page(out, f"Sweep report: {run_dir.resolve().name}", sections, intro)
 
 
 def main(argv: list[str] | None = None) -> int:

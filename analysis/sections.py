@@ -39,8 +39,8 @@ def groups_section(d: RunData) -> Section:
         show[f"{kind} acc {variant}"] = [fmt_pm(m, s) for m, s in zip(g[col], g[col.replace("_mean", "_std")])]
     if g["stopped_early"].any():
         show["stopped early"] = g["stopped_early"]
-    text = (f"Mean ± std (ddof=1) across seeds; 95% CI = Student-t interval of the mean, mean ± t(0.975, n-1)·std/√n "
-            f"(none with one seed). Epochs to 95%/99% = first epoch reaching that share of the trial's best accuracy; "
+    text = ("Mean ± std (ddof=1) across seeds; 95% CI = Student-t interval of the mean, "
+            "mean ± t(0.975, n-1)·std/√n (none with one seed). Epochs to 95%/99% = first epoch reaching that share of the trial's best accuracy; "
             f"plateau = first epoch within {PLATEAU_PP * 100:g} pp of it.")
     return section("Groups (configuration without seed)", [paragraph(text), table(show.astype(str), note)],
                    {"groups.csv": csv_bytes(d.groups)})

@@ -18,9 +18,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from analysis import render
+from analysis.files import atomic_write
 from analysis.logs import load_logs
 from analysis.plots import _png
-from analysis.render import _write
+from analysis.run import RunData
 
 SIGMA = "config/sigma"
 TRANSFORMER = "config/transformer"
@@ -86,27 +88,30 @@ def plot_sigma_curve(table: pd.DataFrame) -> bytes:
     return _png(fig)
 
 
+def sigma_curve_section(df: pd.DataFrame, run_dir: Path) -> render.Section | None:
+    """The σ-curve section (table, figure, sigma_curve.csv/png), or None when σ does not vary."""
+    curve = sigma_table(df, Path(run_dir))
+    if curve is None:
+        return None
+    shown = curve[[c for c in curve.columns if not c.endswith("_std")]].round(4).astype(str)
+    return render.section(TITLE, [render.figure("sigma_curve", CAPTION), render.table(shown)],
+                          {"sigma_curve.png": plot_sigma_curve(curve), "sigma_curve.csv": render.csv_bytes(curve)})
+
+
+def sigma_section(data: RunData) -> render.Section | None:
+    """The report's σ-curve section (analysis.report lists it in SECTIONS)."""
+    return sigma_curve_section(data.df, data.run_dir)
+
+
 def write_sigma_curve(df: pd.DataFrame, run_dir: Path, out: Path) -> list[str] | None:
     """Write sigma_curve.csv and sigma_curve.png into `out`; the file names, or None when σ does not vary."""
-    table = sigma_table(df, Path(run_dir))
-    if table is None:
+    found = sigma_curve_section(df, run_dir)
+    if found is None:
         return None
     out.mkdir(parents=True, exist_ok=True)
-    _write(out / "sigma_curve.csv", table.to_csv(index=False))
-    _write(out / "sigma_curve.png", plot_sigma_curve(table))
+    for name in ("sigma_curve.csv", "sigma_curve.png"):
+        atomic_write(out / name, found.files[name])
     return ["sigma_curve.png", "sigma_curve.csv"]
-
-
-def report_sections(data) -> list | None:
-    """The report's σ-curve section (analysis.report imports this)."""
-    from analysis.render import csv_bytes, figure, section, table
-
-    table_ = sigma_table(data.df, data.run_dir)
-    if table_ is None:
-        return None
-    shown = table_[[c for c in table_.columns if not c.endswith("_std")]].round(4).astype(str)
-    return [section(TITLE, [figure("sigma_curve", CAPTION), table(shown)],
-                    {"sigma_curve.png": plot_sigma_curve(table_), "sigma_curve.csv": csv_bytes(table_)})]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,12 +11,12 @@ RUN_DIR/report/stn_inspect/<transformer>-<trial_id>/ (or --out):
           theta_hist.png       the same parameters over the whole test set, one colour per deformation type
           distinct.csv         how many distinct transforms a batch and the test set use
   tps:    tps_grid_<variant>.png  the predicted control grid drawn over the input images
-and an inspect.md + index.html that show them.
+and an inspect.md + index.html that show them, written by analysis.render.write_page like the report. The
+report (analysis.report) includes the same sections for the best affine and TPS trial, under report/stn_inspect/.
 """
 from __future__ import annotations
 
 import argparse
-import html
 import sys
 from pathlib import Path
 
@@ -24,9 +24,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from analysis import render
 from analysis.logs import load_logs
 from analysis.plots import _png
-from analysis.render import _write, markdown_table
+from analysis.run import RunData
 
 ARRAYS = "inspection.npz"
 PARAMS = ["tx_px", "ty_px", "scale_x", "scale_y", "rotation_deg", "shear", "magnification"]
@@ -217,9 +218,32 @@ def pick_trials(df: pd.DataFrame, run_dir: Path) -> list[str]:
     return chosen
 
 
+def trial_sections(df: pd.DataFrame, run_dir: Path, trials: list[str], prefix: str = "") -> list[render.Section]:
+    """One page section per trial; its files are named PREFIX<transformer>-<trial_id>/<file>."""
+    last = df.sort_values("epoch").groupby("trial_id").tail(1).set_index("trial_id")
+    out = []
+    for trial_id in trials:
+        npz = find_inspection(run_dir, trial_id)
+        if npz is None:
+            raise FileNotFoundError(f"trial {trial_id}: no checkpoint with {ARRAYS} under {run_dir / 'tune'}")
+        kind = _kind(npz)
+        sub = f"{prefix}{kind}-{trial_id}"
+        files, shown, distinct = trial_files(npz, f"{kind} STN, trial {trial_id}")
+        parts = [render.paragraph("What the transformer does to the first 64 test images of each deformation type "
+                                  "(python -m analysis.stn_inspect RUN_DIR writes the same for any trial).")]
+        if distinct is not None:
+            parts += [render.table(distinct.round(4).astype(str),
+                                   _distinct_note() + f" Per-image θ: {sub}/theta.csv.")]
+        parts += [render.figure(f"{sub}/{name.removesuffix('.png')}", caption) for name, caption in shown]
+        out.append(render.section(f"STN inspection: {_heading(last, trial_id, kind)}", parts,
+                                  {f"{sub}/{name}": content for name, content in files.items()}))
+    return out
+
+
 def build_inspection(run_dir: str | Path, out_dir: str | Path | None = None,
                      trials: list[str] | None = None) -> Path:
-    """Write the artefacts for `trials` (default: pick_trials) and an index; returns index.html's path."""
+    """Write the artefacts for `trials` (default: pick_trials), inspect.md and index.html; returns index.html's
+    path."""
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir / "report" / "stn_inspect"
     df = load_logs(run_dir)
@@ -228,60 +252,13 @@ def build_inspection(run_dir: str | Path, out_dir: str | Path | None = None,
         raise FileNotFoundError(f"no STN trial in {run_dir} has inspection arrays (a trial stores them in its "
                                 f"final checkpoint, RUN_DIR/tune/<trial>/checkpoint_*/{ARRAYS}; trials stopped "
                                 f"before their last epoch have none)")
-    last = df.sort_values("epoch").groupby("trial_id").tail(1).set_index("trial_id")
-    md, page = ["# STN inspection", ""], []
-    for trial_id in trials:
-        npz = find_inspection(run_dir, trial_id)
-        if npz is None:
-            raise FileNotFoundError(f"trial {trial_id}: no checkpoint with {ARRAYS} under {run_dir / 'tune'}")
-        kind = _kind(npz)
-        sub = f"{kind}-{trial_id}"
-        files, shown, distinct = trial_files(npz, f"{kind} STN, trial {trial_id}")
-        (out / sub).mkdir(parents=True, exist_ok=True)
-        for name, content in files.items():
-            _write(out / sub / name, content)
-        head = _heading(last, trial_id, kind)
-        md += [f"## {head}", ""]
-        page += [f"<h2>{html.escape(head)}</h2>"]
-        if distinct is not None:
-            md += [_distinct_note(), "", markdown_table(distinct), ""]
-            page += [f"<p>{_distinct_note()} Per-image θ of the batches: <a href='{sub}/theta.csv'>theta.csv</a>.</p>",
-                     distinct.to_html(index=False, border=0, float_format=lambda x: f"{x:.4g}")]
-        for name, caption in shown:
-            md += [f"![{caption}]({sub}/{name})", "", f"*{caption}*", ""]
-            page += [f"<figure><img src='{sub}/{name}' alt='{html.escape(caption)}'>"
-                     f"<figcaption>{html.escape(caption)}</figcaption></figure>"]
-    _write(out / "inspect.md", "\n".join(md))
-    index = out / "index.html"
-    _write(index, "<!doctype html><html><head><meta charset='utf-8'><title>STN inspection</title>"
-                  "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}img{max-width:100%}"
-                  "table{border-collapse:collapse}td,th{padding:2px 8px;text-align:right}</style></head><body>"
-                  "<h1>STN inspection</h1>" + "\n".join(page) + "</body></html>")
-    return index
+    return render.write_page(out, "STN inspection", trial_sections(df, run_dir, trials), markdown_name="inspect.md")
 
 
-def report_sections(data) -> list | None:
-    """The report's part (analysis.report imports this): the same artefacts under report/stn_inspect/."""
-    from analysis.render import figure, paragraph, section, table
-
+def inspection_sections(data: RunData) -> list[render.Section] | None:
+    """The report's part (analysis.report lists it in SECTIONS): the same artefacts under report/stn_inspect/."""
     trials = pick_trials(data.df, data.run_dir)
-    if not trials:
-        return None
-    last = data.df.sort_values("epoch").groupby("trial_id").tail(1).set_index("trial_id")
-    out = []
-    for trial_id in trials:
-        npz = find_inspection(data.run_dir, trial_id)
-        kind = _kind(npz)
-        sub = f"stn_inspect/{kind}-{trial_id}"
-        files, shown, distinct = trial_files(npz, f"{kind} STN, trial {trial_id}")
-        parts = [paragraph("What the transformer does to the first 64 test images of each deformation type "
-                           "(python -m analysis.stn_inspect RUN_DIR writes the same for any trial).")]
-        if distinct is not None:
-            parts += [table(distinct.round(4).astype(str), _distinct_note() + f" Per-image θ: {sub}/theta.csv.")]
-        parts += [figure(f"{sub}/{name.removesuffix('.png')}", caption) for name, caption in shown]
-        out.append(section(f"STN inspection: {_heading(last, trial_id, kind)}", parts,
-                           {f"{sub}/{name}": content for name, content in files.items()}))
-    return out
+    return trial_sections(data.df, data.run_dir, trials, "stn_inspect/") if trials else None
 
 
 def main(argv: list[str] | None = None) -> int:

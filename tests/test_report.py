@@ -146,7 +146,7 @@ def test_report_pages_and_plots(run_dir):
     for bad in ("x.parquet", "empty.parquet", "foreign.parquet"):
         assert bad in md and bad in page
     assert "| a0 |" in md and "<td>a0</td>" in page
-    assert not list(out.glob(".*.tmp"))  # atomic writes left no temp files behind
+    assert not list(out.glob(".*.tmp*"))  # atomic writes left no temp files behind
 
 
 def test_cli_missing_logs_exits_2(tmp_path):
