@@ -1,9 +1,11 @@
-"""Tests for analysis.logs and analysis.report on a small hand-made logs folder (no ray, no torch).
+"""Tests for analysis.logs and analysis.report on a small logs folder with hand-picked numbers (no ray, no torch
+in the report; the fixture writes through the sweep's real ParquetLogger).
 
     python -m pytest tests/test_report.py -q
 
-The fixture writes 2 groups (lr) x 3 seeds x 5 epochs, one Parquet file per trial, plus a stale duplicate
-row, a corrupt file, an empty file and a foreign-schema file, then checks every table against numpy.
+The fixture writes 2 groups (lr) x 3 seeds x 5 epochs, one Parquet file per trial, plus, by hand, what the
+logger never writes: a stale duplicate file from before a restore, a corrupt file, an empty file and a
+foreign-schema file. Every expected number below is worked out by hand from CURVES.
 """
 
 from __future__ import annotations
@@ -15,57 +17,41 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from analysis.logs import group_columns, group_label, load_logs
 from analysis.report import build_report
+from helpers import PNG_MAGIC, ROOT, LogTrial, epoch_metrics, write_logs
 
-ROOT = Path(__file__).resolve().parents[1]
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 EPOCHS = 5
-# Hand-picked curves for one trial: best acc 0.8 first reached at epoch 2 (tied at 4), best loss at 3.
-A0_ACC = [0.5, 0.8, 0.7, 0.8, 0.75]
-A0_LOSS = [1.0, 0.6, 0.5, 0.55, 0.7]
-
-
-def _curves() -> dict[str, tuple[float, int, np.ndarray, np.ndarray]]:
-    """trial_id -> (lr, seed, test_acc per epoch, test_loss per epoch)."""
-    rng = np.random.default_rng(0)
-    out = {}
-    for lr, name in ((0.01, "a"), (0.1, "b")):
-        for seed in range(3):
-            acc = np.round(rng.uniform(0.1, 0.99, EPOCHS), 4)
-            loss = np.round(rng.uniform(0.05, 2.0, EPOCHS), 4)
-            out[f"{name}{seed}"] = (lr, seed, acc, loss)
-    out["a0"] = (0.01, 0, np.array(A0_ACC), np.array(A0_LOSS))
-    return out
-
-
-def _frame(trial_id, lr, seed, acc, loss, epochs=range(1, EPOCHS + 1)) -> pd.DataFrame:
-    epochs = list(epochs)
-    return pd.DataFrame({
-        "trial_id": trial_id, "epoch": epochs,
-        "train_loss": np.asarray(loss) * 0.5, "train_acc": np.minimum(np.asarray(acc) + 0.1, 1.0),
-        "test_loss": loss, "test_acc": acc, "test_acc/elastic": np.asarray(acc) - 0.2,
-        "epoch_seconds": 2.0, "status": ["running"] * (len(epochs) - 1) + ["terminated"],
-        "config/seed": seed, "config/lr": lr, "config/batch_size": 64,
-        "config/train_per_class": pd.Series([None] * len(epochs), dtype="Int64"),  # null: "all images"
-    })
+CURVES = {  # trial_id -> (lr, seed, test_acc per epoch, test_loss per epoch)
+    # a0: best acc 0.8 first reached at epoch 2 (tied at 4), best loss 0.5 at 3, final 0.75
+    "a0": (0.01, 0, [0.5, 0.8, 0.7, 0.8, 0.75], [1.0, 0.6, 0.5, 0.55, 0.7]),
+    "a1": (0.01, 1, [0.6, 0.7, 0.9, 0.85, 0.85], [0.9, 0.7, 0.4, 0.45, 0.5]),  # best 0.9 at 3, final 0.85
+    "a2": (0.01, 2, [0.7, 0.65, 0.6, 0.6, 0.65], [0.5, 0.6, 0.7, 0.8, 0.9]),  # best 0.7 at 1, final 0.65
+    "b0": (0.1, 0, [0.2, 0.4, 0.5, 0.6, 0.6], [2.0, 1.5, 1.2, 1.0, 1.1]),  # best 0.6 at 4, loss 1.0 at 4
+    "b1": (0.1, 1, [0.3, 0.5, 0.7, 0.6, 0.7], [1.8, 1.2, 0.9, 1.0, 0.95]),  # best 0.7 at 3 (tied at 5)
+    "b2": (0.1, 2, [0.1, 0.2, 0.3, 0.4, 0.5], [2.3, 2.0, 1.8, 1.6, 1.4]),  # best 0.5 at 5, loss 1.4 at 5
+}
+SKIPPED = ["empty.parquet", "foreign.parquet", "x.parquet"]
 
 
 @pytest.fixture()
 def run_dir(tmp_path: Path) -> Path:
     logs = tmp_path / "run" / "logs"
-    logs.mkdir(parents=True)
-    for tid, (lr, seed, acc, loss) in _curves().items():
-        frame = _frame(tid, lr, seed, acc, loss)
-        if tid == "a0":  # a stale report of epoch 5 from before a restore, overwritten by the retry file below
-            frame.loc[frame["epoch"] == 5, "test_acc"] = 0.99
-        frame.to_parquet(logs / f"{tid}.parquet", index=False)
-    retry = logs / "a0-retry.parquet"
-    _frame("a0", 0.01, 0, [A0_ACC[-1]], [A0_LOSS[-1]], epochs=[5]).to_parquet(retry, index=False)
-    later = (logs / "a0.parquet").stat().st_mtime + 10
-    os.utime(retry, (later, later))  # the retry is the most recent write, so it must win
+    trials = [LogTrial(tid, {"lr": lr, "seed": seed, "batch_size": 64, "train_per_class": None},  # None: all images
+                       [epoch_metrics(a, l, 2.0, lr, **{"test_acc/elastic": a - 0.2}) for a, l in zip(acc, loss)])
+              for tid, (lr, seed, acc, loss) in CURVES.items()]
+    write_logs(logs, trials, config_types={"lr": float, "seed": int, "batch_size": int, "train_per_class": int})
+    # A stale copy of a0 from before a restore, with another epoch 5. Its name sorts after a0.parquet, so only
+    # the write time can tell that it must lose.
+    stale = pq.read_table(logs / "a0.parquet").to_pandas()
+    stale.loc[stale["epoch"] == 5, "test_acc"] = 0.99
+    pq.write_table(pa.Table.from_pandas(stale, preserve_index=False), logs / "a0_before_restore.parquet")
+    earlier = (logs / "a0.parquet").stat().st_mtime - 10
+    os.utime(logs / "a0_before_restore.parquet", (earlier, earlier))
     (logs / "x.parquet").write_bytes(np.random.default_rng(1).bytes(300))
     (logs / "empty.parquet").write_bytes(b"")
     pd.DataFrame({"foo": [1, 2]}).to_parquet(logs / "foreign.parquet")
@@ -74,62 +60,52 @@ def run_dir(tmp_path: Path) -> Path:
 
 def test_load_logs_dedupes_and_skips_bad_files(run_dir):
     df = load_logs(run_dir)
-    assert len(df) == 6 * EPOCHS  # the duplicated (a0, 5) counted once
+    assert len(df) == 6 * EPOCHS  # the duplicated (a0, 1..5) counted once
     assert not df.duplicated(["trial_id", "epoch"]).any()
-    assert df.loc[(df.trial_id == "a0") & (df.epoch == 5), "test_acc"].item() == A0_ACC[-1]  # last write won
+    assert df.loc[(df.trial_id == "a0") & (df.epoch == 5), "test_acc"].item() == 0.75  # the last write won
     assert list(df.groupby("trial_id").epoch.apply(list).iloc[0]) == [1, 2, 3, 4, 5]
-    assert sorted(s["file"] for s in df.attrs["skipped"]) == ["empty.parquet", "foreign.parquet", "x.parquet"]
+    assert sorted(s["file"] for s in df.attrs["skipped"]) == SKIPPED
     assert group_columns(df) == ["config/lr"]  # seed excluded, constant batch_size / null column dropped
     assert group_label(df.iloc[0], ["config/lr"]) == "lr=0.01"
     assert group_label({"config/seed": 1, "config/train_per_class": None}) == "train_per_class=None"
     assert group_label(df.iloc[0], []) == "all trials"
 
 
-def test_report_tables_match_numpy(run_dir):
+def test_report_tables_hold_hand_known_numbers(run_dir):
     index = build_report(run_dir)
     out = run_dir / "report"
     assert index == out / "index.html"
     trials = pd.read_csv(out / "trials.csv").set_index("trial_id")
-    curves = _curves()
-    assert set(trials.index) == set(curves)
-    for tid, (lr, seed, acc, loss) in curves.items():
+    assert sorted(trials.index) == sorted(CURVES)
+    cols = ["best_test_acc", "best_acc_epoch", "best_test_loss", "best_loss_epoch", "final_test_acc"]
+    expected = {"a0": [0.8, 2, 0.5, 3, 0.75],  # earliest epoch on ties
+                "a1": [0.9, 3, 0.4, 3, 0.85], "a2": [0.7, 1, 0.5, 1, 0.65],
+                "b0": [0.6, 4, 1.0, 4, 0.6], "b1": [0.7, 3, 0.9, 3, 0.7], "b2": [0.5, 5, 1.4, 5, 0.5]}
+    for tid, values in expected.items():
         row = trials.loc[tid]
-        assert row["best_test_acc"] == pytest.approx(acc.max())
-        assert row["best_acc_epoch"] == np.argmax(acc) + 1  # earliest epoch on ties
-        assert row["best_test_loss"] == pytest.approx(loss.min())
-        assert row["best_loss_epoch"] == np.argmin(loss) + 1
-        assert row["final_test_acc"] == pytest.approx(acc[-1])
-        assert row["final_test_acc/elastic"] == pytest.approx(acc[-1] - 0.2)
-        assert (row["epochs"], row["status"], row["total_seconds"]) == (EPOCHS, "terminated", 2.0 * EPOCHS)
+        assert row[cols].tolist() == pytest.approx(values), tid
+        assert row["final_test_acc/elastic"] == pytest.approx(values[-1] - 0.2)
+        assert (row["epochs"], row["status"], row["total_seconds"]) == (EPOCHS, "terminated", 10.0)
+        lr, seed = CURVES[tid][:2]
         assert (row["config/lr"], row["config/seed"], row["group"]) == (lr, seed, f"lr={lr}")
-    a0 = trials.loc["a0"]
-    assert (a0["best_test_acc"], a0["best_acc_epoch"], a0["best_loss_epoch"]) == (0.8, 2, 3)
 
     groups = pd.read_csv(out / "groups.csv").set_index("group")
     assert list(groups.index) == ["lr=0.01", "lr=0.1"]
-    for name, label in (("a", "lr=0.01"), ("b", "lr=0.1")):
-        accs = [curves[f"{name}{s}"][2] for s in range(3)]
-        best = np.array([a.max() for a in accs])
-        epoch = np.array([np.argmax(a) + 1 for a in accs])
-        final = np.array([a[-1] for a in accs])
-        g = groups.loc[label]
-        assert g["n_seeds"] == 3
-        assert g["best_test_acc_mean"] == pytest.approx(best.mean())
-        assert g["best_test_acc_std"] == pytest.approx(best.std(ddof=1))
-        assert g["best_acc_epoch_mean"] == pytest.approx(epoch.mean())
-        assert g["best_acc_epoch_std"] == pytest.approx(epoch.std(ddof=1))
-        assert g["final_test_acc_mean"] == pytest.approx(final.mean())
-        assert g["final_test_acc_std"] == pytest.approx(final.std(ddof=1))
+    assert (groups["n_seeds"] == 3).all()
+    # lr=0.01: best 0.8/0.9/0.7 at epochs 2/3/1, final 0.75/0.85/0.65; lr=0.1: best 0.6/0.7/0.5 at 4/3/5,
+    # final 0.6/0.7/0.5. Every spread is ±0.1 (or ±1 epoch) around the mean: std (ddof=1) 0.1 (or 1).
+    cols = ["best_test_acc_mean", "best_test_acc_std", "best_acc_epoch_mean", "best_acc_epoch_std",
+            "final_test_acc_mean", "final_test_acc_std"]
+    assert groups.loc["lr=0.01", cols].tolist() == pytest.approx([0.8, 0.1, 2, 1, 0.75, 0.1])
+    assert groups.loc["lr=0.1", cols].tolist() == pytest.approx([0.6, 0.1, 4, 1, 0.6, 0.1])
 
     cur = pd.read_csv(out / "curves.csv")
     assert len(cur) == 2 * EPOCHS and not cur.duplicated(["group", "epoch"]).any()
-    b = np.stack([curves[f"b{s}"][2] for s in range(3)])
-    rows = cur[cur.group == "lr=0.1"].sort_values("epoch")
+    rows = cur[cur.group == "lr=0.1"].set_index("epoch")
     assert rows["n"].tolist() == [3] * EPOCHS
-    np.testing.assert_allclose(rows["test_acc_mean"], b.mean(axis=0))
-    np.testing.assert_allclose(rows["test_acc_std"], b.std(axis=0, ddof=1))
-    np.testing.assert_allclose(rows["test_acc_min"], b.min(axis=0))
-    np.testing.assert_allclose(rows["test_acc_max"], b.max(axis=0))
+    cols = ["test_acc_mean", "test_acc_std", "test_acc_min", "test_acc_max"]
+    assert rows.loc[1, cols].tolist() == pytest.approx([0.2, 0.1, 0.1, 0.3])  # 0.2, 0.3, 0.1
+    assert rows.loc[5, cols].tolist() == pytest.approx([0.6, 0.1, 0.5, 0.7])  # 0.6, 0.7, 0.5
 
 
 def test_report_pages_and_plots(run_dir):
@@ -178,4 +154,4 @@ def test_parallel_reading_gives_the_same_frame(run_dir):
     """The reader processes used for large runs: same rows, same winner of the duplicate, same skipped files."""
     one, two = load_logs(run_dir, workers=1), load_logs(run_dir, workers=3)
     pd.testing.assert_frame_equal(one, two)
-    assert sorted(s["file"] for s in two.attrs["skipped"]) == ["empty.parquet", "foreign.parquet", "x.parquet"]
+    assert sorted(s["file"] for s in two.attrs["skipped"]) == SKIPPED
