@@ -6,7 +6,7 @@ section hook; plus one slow end-to-end check on a real smoke search.
     python -m pytest tests/test_report_tradeoff.py -q            # fast ones
     python -m pytest tests/test_report_tradeoff.py -q -m slow    # the smoke search (about a minute)
 
-Data: budget 4 epochs. Group lr=0.1: a0, a1, a2 (10 s/epoch); group lr=0.01: b0, b1 and b2 (ASHA-stopped after
+Data (written through the sweep's real ParquetLogger): budget 4 epochs. Group lr=0.1: a0, a1, a2 (10 s/epoch); group lr=0.01: b0, b1 and b2 (ASHA-stopped after
 epoch 2; 5 s/epoch); group lr=0.001: c0 (ASHA-stopped after epoch 1, but ahead of the winner a1 there; 2 s/epoch).
 Every trial holds half a GPU.
 """
@@ -14,19 +14,18 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from analysis import report
 from analysis.report import Section, build_report
 from analysis.tables import t975
+from helpers import PNG_MAGIC, LogTrial, epoch_metrics, run_cli, write_logs
 
-ROOT = Path(__file__).resolve().parents[1]
 BUDGET = 4
 TRIALS = {  # trial_id -> (lr, seed, test_acc per epoch, seconds per epoch, stop_reason)
     "a0": (0.1, 0, [0.50, 0.90, 0.96, 0.95], 10.0, "completed"),
@@ -39,26 +38,15 @@ TRIALS = {  # trial_id -> (lr, seed, test_acc per epoch, seconds per epoch, stop
 }
 
 
-def _frame(tid, lr, seed, acc, seconds, reason, gpus=True) -> pd.DataFrame:
-    n = len(acc)
-    acc = np.asarray(acc)
-    frame = pd.DataFrame({
-        "trial_id": tid, "epoch": range(1, n + 1), "train_loss": 1.0 - acc / 2, "train_acc": acc,
-        "test_loss": 1.0 - acc, "test_acc": acc, "epoch_seconds": seconds, "lr": lr,
-        "status": "terminated", "stop_reason": reason, "error": None, "failures": 0,
-        "config/batch_size": 64, "config/epochs": BUDGET, "config/lr": lr, "config/seed": seed,
-        "test_acc/clean": acc, "test_acc/zoom": acc - 0.1,
-    })
-    if gpus:
-        frame["cpus"], frame["gpus"] = 1.0, 0.5
-    return frame
-
-
 def write_run(run: Path, trials=TRIALS, gpus=True, sweep=True) -> Path:
-    logs = run / "logs"
-    logs.mkdir(parents=True)
-    for tid, args in trials.items():
-        _frame(tid, *args, gpus=gpus).to_parquet(logs / f"{tid}.parquet", index=False)
+    logs = [LogTrial(tid, {"batch_size": 64, "epochs": BUDGET, "lr": lr, "seed": seed},
+                     [epoch_metrics(a, seconds=seconds, lr=lr, **{"test_acc/clean": a, "test_acc/zoom": a - 0.1})
+                      for a in acc], end=reason)
+            for tid, (lr, seed, acc, seconds, reason) in trials.items()]
+    write_logs(run / "logs", logs, resources={"cpu": 1, "gpu": 0.5})
+    if not gpus:  # logs from before the cpus/gpus columns existed (by hand: the logger always writes them)
+        for f in (run / "logs").glob("*.parquet"):
+            pq.write_table(pq.read_table(f).drop(["cpus", "gpus"]), f)
     if sweep:  # the study's first configuration: the baseline
         (run / "sweep.json").write_text(json.dumps({"configs": [{"lr": 0.01, "batch_size": 64, "seed": 0}],
                                                     "resources_per_trial": {"cpu": 1, "gpu": 0.5}}))
@@ -88,10 +76,11 @@ def test_trial_figures(rep):
 
 def test_group_mean_std_and_t_interval(rep):
     g = pd.read_csv(rep / "groups.csv").set_index("group")
-    best = np.array([0.96, 1.00, 0.70])
-    assert g.loc["lr=0.1", "best_test_acc_mean"] == pytest.approx(best.mean())
-    assert g.loc["lr=0.1", "best_test_acc_std"] == pytest.approx(best.std(ddof=1))
-    assert g.loc["lr=0.1", "best_test_acc_ci95"] == pytest.approx(4.3027 * best.std(ddof=1) / math.sqrt(3))
+    # lr=0.1: best 0.96, 1.00, 0.70: mean 2.66/3; deviations .0733, .1133, -.1867, squares summing to .053067,
+    # std (ddof=1) sqrt(.053067/2) = .16289; 95% half-interval t(0.975, 2) x std / sqrt(3) = 4.3027 x .16289 / 1.7321
+    assert g.loc["lr=0.1", "best_test_acc_mean"] == pytest.approx(2.66 / 3)
+    assert g.loc["lr=0.1", "best_test_acc_std"] == pytest.approx(0.16289, abs=1e-5)
+    assert g.loc["lr=0.1", "best_test_acc_ci95"] == pytest.approx(0.40465, abs=1e-5)
     assert math.isnan(g.loc["lr=0.001", "best_test_acc_ci95"])  # one seed: no interval
     assert g.loc["lr=0.01", "gpu_seconds_mean"] == pytest.approx((10 + 10 + 5) / 3)
     assert g.loc["lr=0.01", "stopped_early"] == 1
@@ -184,7 +173,7 @@ def test_pages_link_every_file(rep):
     page, md = (rep / "index.html").read_text(), (rep / "report.md").read_text()
     for name in ("tradeoff", "pareto", "best_epoch", "isolation", "audit", "variants", "test_acc", "test_loss"):
         data = (rep / f"{name}.png").read_bytes()
-        assert data.startswith(b"\x89PNG") and len(data) > 1000
+        assert data.startswith(PNG_MAGIC) and len(data) > 1000
         assert f"src='{name}.png'" in page and f"]({name}.png)" in md
     for csv in ("trials", "groups", "curves", "tradeoff", "comparison", "pareto", "isolation", "audit"):
         assert (rep / f"{csv}.csv").is_file() and f"href='{csv}.csv'" in page
@@ -221,8 +210,7 @@ def test_truncated_and_empty_files_are_named(tmp_path):
 def test_compare_cli(tmp_path):
     run = write_run(tmp_path / "run")
     other = write_run(tmp_path / "other", {k: v for k, v in TRIALS.items() if k.startswith("b")})
-    proc = subprocess.run([sys.executable, "-m", "analysis.report", str(run), "--compare", str(other)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = run_cli("-m", "analysis.report", str(run), "--compare", str(other), timeout=120)
     assert proc.returncode == 0, proc.stderr
     out = run / "report"
     comp = pd.read_csv(out / "compare.csv").set_index("run")
@@ -261,8 +249,6 @@ def test_section_hook(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_report_on_a_real_smoke_search(mnist_dir, tmp_path):
-    from conftest import run_cli
-
     run = tmp_path / "RUN"
     proc = run_cli("sweeps/stn_search.py", "--smoke-test", "--data-dir", str(mnist_dir), "--out", str(run),
                    timeout=240)
