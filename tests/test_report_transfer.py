@@ -1,10 +1,12 @@
 """Tests for the transfer-learning parts of analysis.report: the size-effect table and figure (the original
-study's Table 2) and the per-model curve panels (its Tables 3 and 4), on small hand-made logs (no ray, no torch).
+study's Table 2) and the per-model curve panels (its Tables 3 and 4), on small logs written through the sweep's
+real ParquetLogger (no ray, no torch in the report).
 
     python -m pytest tests/test_report_transfer.py -q
 
 The fixture writes 2 models x 3 training-set sizes (10, 30, 100: text order would put 100 before 30)
-x 2 seeds x 4 epochs, one Parquet file per trial, and checks the size-effect table against numpy.
+x 2 seeds x 4 epochs, one Parquet file per trial, with hand-picked best accuracies, and checks the size-effect
+table against numbers worked out by hand.
 """
 
 from __future__ import annotations
@@ -12,50 +14,32 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from analysis.report import build_report
+from helpers import PNG_MAGIC, LogTrial, epoch_metrics, write_logs
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-MODELS = ("vgg19", "resnet50")  # written in this order; the report sorts them
-SIZES = (100, 10, 30)  # written out of order on purpose
+BEST = {  # (model, train_per_class) -> best test accuracy of seed 0 and of seed 1
+    ("vgg19", 100): (0.80, 0.90), ("vgg19", 10): (0.40, 0.44), ("vgg19", 30): (0.60, 0.66),
+    ("resnet50", 100): (0.90, 0.96), ("resnet50", 10): (0.50, 0.60), ("resnet50", 30): (0.70, 0.80),
+}  # written in this order, models and sizes out of order on purpose: the report sorts them, sizes numerically
+MODELS, SIZES = ("vgg19", "resnet50"), (100, 10, 30)
 SEEDS = (0, 1)
 EPOCHS = 4
+SHAPE = {0: [-0.3, -0.1, 0.0, -0.05], 1: [-0.3, -0.2, -0.1, 0.0]}  # seed 0 peaks at epoch 3, seed 1 at epoch 4
 
 
-def _trials() -> dict[str, tuple[str, int, int, np.ndarray, np.ndarray]]:
-    """trial_id -> (model, train_per_class, seed, test_acc per epoch, test_loss per epoch)."""
-    rng = np.random.default_rng(7)
-    out = {}
-    for model in MODELS:
-        for size in SIZES:
-            for seed in SEEDS:
-                acc = np.round(rng.uniform(0.1, 0.99, EPOCHS), 4)
-                loss = np.round(rng.uniform(0.05, 2.3, EPOCHS), 4)
-                out[f"{model}-{size}-{seed}"] = (model, size, seed, acc, loss)
-    return out
+def _trials(models=MODELS) -> list[LogTrial]:
+    """Test loss is 1 - accuracy, so the best loss sits at the best accuracy's epoch."""
+    config = {"weights": "imagenet", "image_size": 64, "backbone_mode": "cached", "epochs": EPOCHS, "lr": 0.001}
+    return [LogTrial(f"{model}-{size}-{seed}", {"model": model, "train_per_class": size, "seed": seed, **config},
+                     [epoch_metrics(best[seed] + d, seconds=1.5, lr=0.001) for d in SHAPE[seed]])
+            for (model, size), best in BEST.items() if model in models for seed in SEEDS]
 
 
-def _frame(tid, config: dict, acc, loss) -> pd.DataFrame:
-    frame = pd.DataFrame({
-        "trial_id": tid, "epoch": range(1, len(acc) + 1),
-        "train_loss": np.asarray(loss) * 0.5, "train_acc": np.minimum(np.asarray(acc) + 0.05, 1.0),
-        "test_loss": loss, "test_acc": acc, "epoch_seconds": 1.5,
-    })
-    for key, value in config.items():
-        frame[f"config/{key}"] = value
-    return frame
-
-
-def _write_logs(run: Path, trials: dict) -> Path:
-    logs = run / "logs"
-    logs.mkdir(parents=True)
-    for tid, (model, size, seed, acc, loss) in trials.items():
-        config = {"model": model, "train_per_class": size, "seed": seed, "weights": "imagenet",
-                  "image_size": 64, "backbone_mode": "cached", "epochs": EPOCHS, "lr": 0.001}
-        _frame(tid, config, acc, loss).to_parquet(logs / f"{tid}.parquet", index=False)
+def _write_logs(run: Path, trials: list[LogTrial]) -> Path:
+    write_logs(run / "logs", trials)
     return run
 
 
@@ -71,26 +55,21 @@ def transfer_report(tmp_path_factory) -> Path:
     return build_report(run).parent
 
 
-def test_size_effect_table_matches_numpy(transfer_report):
+def test_size_effect_table_holds_hand_known_numbers(transfer_report):
     table = pd.read_csv(transfer_report / "size_effect.csv")
-    assert len(table) == len(MODELS) * len(SIZES)
-    expected_order = [(m, s) for m in sorted(MODELS) for s in sorted(SIZES)]  # 10 < 30 < 100, not text order
+    expected_order = [(m, s) for m in ("resnet50", "vgg19") for s in (10, 30, 100)]  # 10 < 30 < 100, not text order
     assert list(zip(table["config/model"], table["config/train_per_class"])) == expected_order
     assert table["line"].tolist() == [f"model={m}" for m, _ in expected_order]
     assert (table["n_seeds"] == len(SEEDS)).all()
-    trials = _trials()
-    for row in table.itertuples(index=False):
-        runs = [trials[f"{row[1]}-{row[2]}-{seed}"] for seed in SEEDS]
-        values = {
-            "best_test_acc": np.array([acc.max() for *_, acc, _ in runs]),
-            "best_acc_epoch": np.array([np.argmax(acc) + 1 for *_, acc, _ in runs], dtype=float),
-            "best_test_loss": np.array([loss.min() for *_, loss in runs]),
-            "best_loss_epoch": np.array([np.argmin(loss) + 1 for *_, loss in runs], dtype=float),
-        }
-        got = row._asdict()
-        for name, v in values.items():
-            assert got[f"{name}_mean"] == pytest.approx(v.mean()), name
-            assert got[f"{name}_std"] == pytest.approx(v.std(ddof=1)), name
+    # mean and std (ddof=1) of the two seeds' best accuracies; two values a apart have std a / sqrt(2)
+    assert table["best_test_acc_mean"].tolist() == pytest.approx([0.55, 0.75, 0.93, 0.42, 0.63, 0.85])
+    assert table["best_test_acc_std"].tolist() == pytest.approx(
+        [0.070711, 0.070711, 0.042426, 0.028284, 0.042426, 0.070711], abs=1e-6)
+    assert table["best_test_loss_mean"].tolist() == pytest.approx([0.45, 0.25, 0.07, 0.58, 0.37, 0.15])
+    # every size: seed 0 is best at epoch 3, seed 1 at epoch 4
+    for name in ("best_acc_epoch", "best_loss_epoch"):
+        assert table[f"{name}_mean"].tolist() == [3.5] * 6
+        assert table[f"{name}_std"].tolist() == pytest.approx([0.707107] * 6, abs=1e-6)
 
 
 def test_size_effect_and_model_panels_in_pages(transfer_report):
@@ -112,24 +91,21 @@ def test_size_effect_and_model_panels_in_pages(transfer_report):
 
 
 def test_only_size_varies_gives_one_all_trials_line(tmp_path):
-    trials = {k: v for k, v in _trials().items() if v[0] == "resnet50"}
+    trials = _trials(models=("resnet50",))
     out = build_report(_write_logs(tmp_path / "run", trials)).parent
     table = pd.read_csv(out / "size_effect.csv")
     assert table["line"].tolist() == ["all trials"] * len(SIZES)
     assert table["config/train_per_class"].tolist() == sorted(SIZES)
+    assert table["best_test_acc_mean"].tolist() == pytest.approx([0.55, 0.75, 0.93])
     assert "one panel per model" not in (out / "report.md").read_text()
 
 
 def test_no_size_variation_writes_no_size_effect(tmp_path):
-    # An STN-like run: only lr varies, train_per_class is constant or null, no model column.
-    logs = tmp_path / "run" / "logs"
-    logs.mkdir(parents=True)
-    rng = np.random.default_rng(3)
-    for lr in (0.01, 0.1):
-        for seed in SEEDS:
-            acc, loss = rng.uniform(0.1, 0.99, EPOCHS), rng.uniform(0.05, 2.0, EPOCHS)
-            config = {"lr": lr, "seed": seed, "train_per_class": pd.Series([None] * EPOCHS, dtype="Int64")}
-            _frame(f"stn-{lr}-{seed}", config, acc, loss).to_parquet(logs / f"{lr}-{seed}.parquet", index=False)
+    # An STN-like run: only lr varies, train_per_class is null ("all images"), no model column.
+    trials = [LogTrial(f"stn-{lr}-{seed}", {"lr": lr, "seed": seed, "train_per_class": None},
+                       [epoch_metrics(acc, lr=lr) for acc in (0.3, 0.5, 0.6, 0.7)])
+              for lr in (0.01, 0.1) for seed in SEEDS]
+    write_logs(tmp_path / "run" / "logs", trials, config_types={"train_per_class": int})
     out = build_report(tmp_path / "run").parent
     assert not (out / "size_effect.csv").exists() and not (out / "size_effect.png").exists()
     page, md = (out / "index.html").read_text(), (out / "report.md").read_text()
