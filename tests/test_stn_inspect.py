@@ -1,14 +1,21 @@
-"""STN inspection arithmetic: θ decomposition, distinct transforms, the σ curve table (no Ray, no training)."""
+"""STN inspection and the σ curve: θ decomposition, distinct transforms, the σ curve table, and the inspection page
+from stand-in checkpoint arrays, through the CLI and in the report (no Ray, no training).
+
+    python -m pytest tests/test_stn_inspect.py -q
+"""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from analysis.report import build_report
 from analysis.sigma_curve import sigma_table, write_sigma_curve
-from analysis.stn_inspect import decompose_theta, distinct_transforms
+from analysis.stn_inspect import ARRAYS, decompose_theta, distinct_transforms, find_inspection
+from helpers import PNG_MAGIC, LogTrial, epoch_metrics, run_cli, write_logs
 
 
 def theta_of(angle_deg, sx, sy, shear, tx, ty):
@@ -59,15 +66,12 @@ def test_sigma_table_means_final_epochs_and_joins_ink(tmp_path):
 
 
 def test_report_includes_the_sigma_section_when_sigma_varies(tmp_path):
-    from analysis.report import build_report
-
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    for i, sigma in enumerate((0.0, 2.0, 30.0)):
-        pd.DataFrame({"trial_id": f"t{i}", "epoch": [1, 2], "train_loss": 1.0, "train_acc": 0.5, "test_loss": 1.0,
-                      "test_acc": [0.5, 0.6], "epoch_seconds": 1.0, "config/sigma": sigma,
-                      "config/transformer": "affine", "config/seed": 0, "test_acc/clean": 0.9,
-                      "test_acc/elastic": [0.5, 0.9 - i * 0.3], "test_acc/zoom": 0.8}).to_parquet(logs / f"t{i}.parquet")
+    trials = [LogTrial(f"t{i}", {"sigma": sigma, "transformer": "affine", "seed": 0},
+                       [epoch_metrics(acc, 1.0, **{"test_acc/clean": 0.9, "test_acc/elastic": elastic,
+                                                   "test_acc/zoom": 0.8})
+                        for acc, elastic in ((0.5, 0.5), (0.6, 0.9 - i * 0.3))])
+              for i, sigma in enumerate((0.0, 2.0, 30.0))]
+    write_logs(tmp_path / "logs", trials)
     index = build_report(tmp_path)
     page = index.read_text()
     assert "sigma_curve.png" in page and "failed" not in page
@@ -77,8 +81,6 @@ def test_report_includes_the_sigma_section_when_sigma_varies(tmp_path):
 
 
 def test_find_inspection_matches_the_whole_trial_id(tmp_path):
-    from analysis.stn_inspect import ARRAYS, find_inspection
-
     tune = tmp_path / "tune"
     # Optuna-searched trials get 8-hex-digit ids that can be all digits; another trial's folder holds the same
     # digits inside a parameter value and must not be taken for it.
@@ -90,3 +92,70 @@ def test_find_inspection_matches_the_whole_trial_id(tmp_path):
     assert find_inspection(tmp_path, "20261124") == ours / ARRAYS
     assert find_inspection(tmp_path, "a1b2c3d4") == other / ARRAYS
     assert find_inspection(tmp_path, "ffffffff") is None
+
+
+def _inspection_arrays(kind: str, n: int = 8, test_images: int = 20) -> dict[str, np.ndarray]:
+    """Stand-ins for what trainables/stn.py stores: N images per variant (all classified correctly). Affine θ:
+    clean is the identity for every test image; elastic samples a half-size region (magnification 2), its last
+    quarter reflected. TPS: a 3×3 control grid."""
+    rng = np.random.default_rng(0)
+    arrays = {"transformer": np.array(kind)}
+    if kind == "tps":
+        g = np.linspace(-1, 1, 3)
+        arrays["base"] = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
+    for v in ("clean", "elastic"):
+        arrays[f"{v}/before"] = rng.integers(0, 256, (n, 28, 28)).astype(np.uint8)
+        arrays[f"{v}/after"] = arrays[f"{v}/before"][:, ::-1]
+        arrays[f"{v}/labels"] = arrays[f"{v}/pred"] = np.arange(n) % 10
+        if kind == "affine" and v == "clean":
+            arrays[f"{v}/theta"] = np.repeat(theta_of(0, 1, 1, 0, 0, 0)[None], test_images, axis=0)
+        elif kind == "affine":
+            flipped = test_images // 4
+            arrays[f"{v}/theta"] = np.stack([theta_of(0, 0.5, 0.5, 0, 0, 0)] * (test_images - flipped)
+                                            + [theta_of(0, 0.5, -0.5, 0, 0, 0)] * flipped)
+        else:
+            arrays[f"{v}/points"] = np.repeat(arrays["base"][None] * 0.8, n, axis=0)
+    return arrays
+
+
+@pytest.fixture(scope="module")
+def stn_run(tmp_path_factory) -> Path:
+    """aff2 is the most accurate affine trial but has no arrays (stopped before its last epoch)."""
+    run = tmp_path_factory.mktemp("stn") / "run"
+    trials = {"aff1": ("affine", 0.9), "aff2": ("affine", 0.95), "tps1": ("tps", 0.8)}
+    write_logs(run / "logs", [LogTrial(tid, {"transformer": kind, "lr": 0.01, "seed": i},
+                                       [epoch_metrics(acc - 0.1), epoch_metrics(acc, **{"test_acc/clean": acc})])
+                              for i, (tid, (kind, acc)) in enumerate(trials.items())])
+    for i, tid in ((0, "aff1"), (2, "tps1")):
+        ckpt = run / "tune" / f"train_stn_{tid}_{i}_lr=0.01_2026-11-24_10-00-00" / "checkpoint_000001"
+        ckpt.mkdir(parents=True)
+        np.savez(ckpt / ARRAYS, **_inspection_arrays(trials[tid][0]))
+    return run
+
+
+def test_inspection_cli_writes_its_page_through_the_shared_writer(stn_run):
+    proc = run_cli("-m", "analysis.stn_inspect", str(stn_run), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = stn_run / "report" / "stn_inspect"
+    assert proc.stdout.strip() == str(out / "index.html")
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["affine-aff1", "tps-tps1"]  # not aff2
+    distinct = pd.read_csv(out / "affine-aff1" / "distinct.csv").set_index("variant")
+    assert distinct.loc["clean", ["batch_images", "distinct_in_batch", "test_images", "distinct_in_test_set",
+                                  "median_magnification", "reflected_pct"]].tolist() == [8, 1, 20, 1, 1, 0]
+    assert distinct.loc["elastic", ["distinct_in_batch", "distinct_in_test_set", "median_scale_x",
+                                    "median_magnification", "reflected_pct"]].tolist() == [1, 2, 0.5, 2, 25]
+    for png in ("affine-aff1/before_after_clean.png", "affine-aff1/theta_hist.png", "tps-tps1/tps_grid_elastic.png"):
+        assert (out / png).read_bytes().startswith(PNG_MAGIC)
+    page, md = (out / "index.html").read_text(), (out / "inspect.md").read_text()
+    assert "<h1>STN inspection</h1>" in page and "src='tps-tps1/tps_grid_elastic.png'" in page
+    assert "](affine-aff1/theta_hist.png)" in md and "href='affine-aff1/distinct.csv'" in page
+    assert "affine STN, trial aff1 (epoch 2; final accuracy clean 90.00%)" in md
+    assert "tps STN, trial tps1 (epoch 2; final accuracy clean 80.00%)" in md
+    assert not list(out.rglob(".*.tmp*"))
+
+
+def test_report_includes_the_inspection(stn_run, tmp_path):
+    page = build_report(stn_run, tmp_path).read_text()
+    assert "STN inspection: affine STN, trial aff1" in page and "failed" not in page
+    assert "src='stn_inspect/tps-tps1/tps_grid_clean.png'" in page
+    assert (tmp_path / "stn_inspect" / "affine-aff1" / "theta.csv").is_file()
