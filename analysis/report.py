@@ -111,7 +111,6 @@ def _start_methods() -> list[str]:
     return multiprocessing.get_all_start_methods()
 
 
-
 def _facts(d: RunData) -> list[str]:
     fixed = [c for c in config_columns(d.df) if c not in d.gcols and c != SEED_COLUMN]
     best = d.groups.loc[d.groups["best_test_acc_mean"].idxmax()]

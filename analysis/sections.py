@@ -40,8 +40,8 @@ def groups_section(d: RunData) -> Section:
     if g["stopped_early"].any():
         show["stopped early"] = g["stopped_early"]
     text = ("Mean ± std (ddof=1) across seeds; 95% CI = Student-t interval of the mean, "
-            "mean ± t(0.975, n-1)·std/√n (none with one seed). Epochs to 95%/99% = first epoch reaching that share of the trial's best accuracy; "
-            f"plateau = first epoch within {PLATEAU_PP * 100:g} pp of it.")
+            "mean ± t(0.975, n-1)·std/√n (none with one seed). Epochs to 95%/99% = first epoch reaching that share "
+            f"of the trial's best accuracy; plateau = first epoch within {PLATEAU_PP * 100:g} pp of it.")
     return section("Groups (configuration without seed)", [paragraph(text), table(show.astype(str), note)],
                    {"groups.csv": csv_bytes(d.groups)})
 

@@ -6,9 +6,9 @@ section hook; plus one slow end-to-end check on a real smoke search.
     python -m pytest tests/test_report_tradeoff.py -q            # fast ones
     python -m pytest tests/test_report_tradeoff.py -q -m slow    # the smoke search (about a minute)
 
-Data (written through the sweep's real ParquetLogger): budget 4 epochs. Group lr=0.1: a0, a1, a2 (10 s/epoch); group lr=0.01: b0, b1 and b2 (ASHA-stopped after
-epoch 2; 5 s/epoch); group lr=0.001: c0 (ASHA-stopped after epoch 1, but ahead of the winner a1 there; 2 s/epoch).
-Every trial holds half a GPU.
+Data (written through the sweep's real ParquetLogger): budget 4 epochs. Group lr=0.1: a0, a1, a2 (10 s/epoch);
+group lr=0.01: b0, b1 and b2 (ASHA-stopped after epoch 2; 5 s/epoch); group lr=0.001: c0 (ASHA-stopped after
+epoch 1, but ahead of the winner a1 there; 2 s/epoch). Every trial holds half a GPU.
 """
 from __future__ import annotations
 
