@@ -8,6 +8,7 @@ fetches them once, whatever the number of trials and epochs. We chose the object
 over a node-local disk cache because it needs no shared filesystem, no lock and no cleanup, and the features are
 small (2,048 floats per image for ResNet50, 4,096 for VGG19: ~0.2 GB for 12,700 images).
 
+    Study(prepare=cached_features, ...)    # the runner calls it once, after Ray starts:
     extra = cached_features(data, configs, {"cpu": 1, "gpu": 0})   # {"features": {key: ObjectRef[FeatureSet]}}
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ def _task(key: str, data, train_index, n_test: int, cpus: float, gpus: float) ->
     return features_for(key, data, train_index, n_test, device=pick_device(gpus))
 
 
-def cached_features(data, configs, resources: dict[str, float]) -> dict[str, Any]:
+def cached_features(data, configs, resources: dict[str, float], args=None) -> dict[str, Any]:
     jobs = feature_jobs(data, configs)
     if not jobs:  # tutorial mode only: nothing to cache
         return {}

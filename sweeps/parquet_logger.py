@@ -9,7 +9,6 @@ on disk. `pandas.read_parquet(RUN_DIR / "logs")` reads the whole run.
 """
 from __future__ import annotations
 
-import os
 import types
 import typing
 from pathlib import Path
@@ -18,6 +17,8 @@ from typing import Any, Callable
 import pyarrow as pa
 import pyarrow.parquet as pq
 from ray import tune
+
+from analysis.files import atomic_path
 
 # The contract's columns, in this order, then config/<name>, then per-variant test metrics.
 METRIC_COLUMNS = ["trial_id", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_seconds", "lr"]
@@ -156,10 +157,8 @@ class ParquetLogger(tune.Callback):
     def _write(self, trial_id: str) -> None:
         """Rewrite the trial's file through a hidden temporary file and a rename."""
         self.logs_dir.mkdir(parents=True, exist_ok=True)
-        path = self._path(trial_id)
-        tmp = path.with_name(f".{path.name}.tmp")  # dot-prefixed: pyarrow datasets skip it
-        pq.write_table(self.table(trial_id), tmp, **WRITE_OPTIONS)
-        os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new one, never half of one
+        with atomic_path(self._path(trial_id)) as tmp:  # readers see the old file or the new one, never half
+            pq.write_table(self.table(trial_id), tmp, **WRITE_OPTIONS)
 
 
 def _float_or_none(value: Any) -> float | None:

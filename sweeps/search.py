@@ -24,7 +24,58 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.stopper import TrialPlateauStopper
 
+from trainables.config import ConfigError, TrialConfig
+
 STUDY_FILE = "optuna.db"
+
+
+@dataclass(frozen=True)
+class SearchOptions(TrialConfig):
+    """A search's settings; sweep scripts generate `--num-samples`, `--asha`, ... from these fields, validated
+    like a trial config (messages name the flag)."""
+
+    num_samples: int = field(default=20, metadata={"ge": 1, "help": "trials in the study, the baseline included"})
+    max_concurrent: int = field(default=4, metadata={"ge": 1, "help": "trials running at once"})
+    search_seed: int = field(default=0, metadata={"ge": 0, "help": "seed of Optuna's TPE sampler"})
+    asha: str = field(default="2,3", metadata={
+        "metavar": "GRACE,FACTOR", "help": "ASHA early stopping: grace period in epochs and reduction factor; "
+                                           "off disables it"})
+    plateau: int | None = field(default=None, metadata={
+        "ge": 1, "metavar": "EPOCHS", "none": "off",
+        "help": "also stop a trial whose test accuracy varied by < 0.002 (std) over EPOCHS epochs"})
+
+    @classmethod
+    def label(cls, name: str) -> str:
+        return "--" + name.replace("_", "-")
+
+    def extra_checks(self) -> None:
+        self.asha_tuple  # noqa: B018 (parses, or raises the user's error)
+
+    @property
+    def asha_tuple(self) -> tuple[int, float] | None:
+        if self.asha == "off":
+            return None
+        try:
+            grace, factor = self.asha.split(",")
+            asha = (int(grace), float(factor))
+        except ValueError:
+            raise ConfigError(f"--asha {self.asha!r}: expected GRACE,FACTOR such as 2,3, or off") from None
+        if asha[0] < 1 or not asha[1] > 1:
+            raise ConfigError(f"--asha {self.asha}: the grace period must be >= 1 and the factor > 1")
+        return asha
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """What a search script declares: Tune domains to search, the reference configuration (run first, as the
+    study's baseline), optional domains that `--tune-KEY` adds, its own SearchOptions defaults and what
+    --smoke-test changes in them."""
+
+    space: dict[str, Any]
+    baseline: dict[str, Any]
+    optional: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    smoke: dict[str, Any] = field(default_factory=lambda: {"num_samples": 4, "max_concurrent": 2, "asha": "1,2"})
 
 
 @dataclass
@@ -126,46 +177,3 @@ def build_search(search: Search, run_dir: Path, metric: str, mode: str, max_epoc
         return "plateau" if stopper is not None and trial_id in stopper.stopped else "asha"
 
     return search_alg, scheduler, stopper, early_stop_reason
-
-
-def add_search_args(parser, defaults: Search) -> None:
-    g = parser.add_argument_group("search options")
-    g.add_argument("--num-samples", type=int, default=defaults.num_samples,
-                   help=f"trials in the study, the baseline included (default: {defaults.num_samples})")
-    g.add_argument("--max-concurrent", type=int, default=defaults.max_concurrent,
-                   help=f"trials running at once (default: {defaults.max_concurrent})")
-    g.add_argument("--search-seed", type=int, default=defaults.seed, help="seed of Optuna's TPE sampler")
-    g.add_argument("--asha", type=str, default="2,3", metavar="GRACE,FACTOR",
-                   help="ASHA early stopping: grace period in epochs and reduction factor (default: 2,3); "
-                        "'off' disables it")
-    g.add_argument("--plateau", type=int, default=None, metavar="EPOCHS",
-                   help="also stop a trial whose test accuracy varied by < 0.002 (std) over EPOCHS epochs")
-    g.add_argument("--tune-gamma", action="store_true", help="also search the StepLR gamma")
-    g.add_argument("--tune-momentum", action="store_true", help="also search the SGD momentum")
-
-
-def search_from_args(args, space: dict[str, Any], baseline: dict[str, Any],
-                     extra: dict[str, Callable[[], Any]]) -> Search:
-    """A Search from the parsed options; `extra` maps optional keys (gamma, momentum) to their domains."""
-    from sweeps.runner import SweepError
-
-    if getattr(args, "smoke_test", False):  # a tiny study: 4 trials, 2 at once, ASHA from epoch 1 unless set explicitly
-        args.num_samples, args.max_concurrent = min(args.num_samples, 4), 2
-        args.asha = "1,2" if args.asha == "2,3" else args.asha
-    space = dict(space)
-    for key, domain in extra.items():
-        if getattr(args, f"tune_{key}"):
-            space[key] = domain()
-    asha = None
-    if args.asha != "off":
-        try:
-            grace, factor = args.asha.split(",")
-            asha = (int(grace), float(factor))
-        except ValueError:
-            raise SweepError(f"--asha {args.asha!r}: expected GRACE,FACTOR such as 2,3, or off") from None
-        if asha[0] < 1 or asha[1] <= 1:
-            raise SweepError(f"--asha {args.asha}: the grace period must be >= 1 and the factor > 1")
-    if args.num_samples < 1 or args.max_concurrent < 1:
-        raise SweepError("--num-samples and --max-concurrent must be >= 1")
-    return Search(space=space, baseline={k: baseline[k] for k in space}, num_samples=args.num_samples,
-                  max_concurrent=args.max_concurrent, seed=args.search_seed, asha=asha, plateau=args.plateau)

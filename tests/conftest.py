@@ -1,4 +1,5 @@
 """Shared fixtures: the real MNIST folder (../shared/data/mnist-5k in CI, or $MNIST_DIR), loaded once per session.
+Helpers (run_cli, the log factory) live in tests/helpers.py.
 
 Run: pytest            (everything, ~2 minutes on 2 cores)
      pytest -m "not slow"   (skips the end-to-end sweeps through real Ray)
@@ -6,21 +7,13 @@ Run: pytest            (everything, ~2 minutes on 2 cores)
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT
+
 DEFAULT_MNIST = ROOT.parent / "shared" / "data" / "mnist-5k"
-
-
-def run_cli(*args: str, env: dict | None = None, timeout: float = 300):
-    """Run a project command (e.g. "sweeps/stn_mnist.py", "--dry-run") from the repository root."""
-    import subprocess
-
-    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
 
 
 @pytest.fixture(scope="session")

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import run_cli
+from helpers import run_cli
 from trainables.config import ConfigError
-from trainables.stn import STNConfig, check_against_data
+from trainables.stn import STNConfig
 
 
 def test_defaults_are_the_tutorials():
@@ -40,9 +40,9 @@ def test_coercion_of_numbers():
 
 def test_more_images_per_digit_than_the_data_has(mnist):
     have = int(min(mnist.train_labels.bincount()))
-    check_against_data(STNConfig(train_per_class=have), mnist)
+    STNConfig(train_per_class=have).check_data(mnist)
     with pytest.raises(ConfigError, match=rf"'train_per_class' = 600 is more than .* at most {have} images per"):
-        check_against_data(STNConfig(train_per_class=600), mnist)
+        STNConfig(train_per_class=600).check_data(mnist)
 
 
 def _one_clear_line(proc, *needles):

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from conftest import run_cli
+from helpers import run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -79,7 +79,7 @@ def test_killed_driver_resumes_from_checkpoints_with_each_epoch_once(mnist_dir, 
     import sys
     import time
 
-    from conftest import ROOT
+    from helpers import ROOT
 
     run = tmp_path / "RUN"
     # Two 2-epoch trials finish first; two 8-epoch trials are mid-way when the driver dies.

@@ -6,9 +6,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 import pytest
-from ray import tune
 
-from sweeps.runner import Sweep, run_sweep, sweep_parser
+from sweeps.runner import Study, run_study
 from trainables.config import TrialConfig
 
 pytestmark = pytest.mark.slow
@@ -43,19 +42,17 @@ def test_exceptions_retry_then_record_and_divergence_stops(tmp_path):
         to_tune = reporter = TuneReporter()
         if config["mode"] == "raise":
             class Boom(MemoryReporter):  # report epoch 1 to Tune, then fail in epoch 2 on every attempt
-                def report(self, metrics, state):
+                def report(self, metrics, state, arrays=None):
                     if metrics["epoch"] == 2:
                         raise RuntimeError("injected failure in epoch 2")
-                    to_tune.report(metrics, state)
+                    to_tune.report(metrics, state, arrays)
             reporter = Boom()
         fit(model, torch.optim.SGD(model.parameters(), lr=lr), None, train=(x, y), tests={"test": (x, y)},
             epochs=4, batch_size=16, seed=0, device=torch.device("cpu"), reporter=reporter)
 
-    args = sweep_parser("faults", None).parse_args(
-        ["--out", str(tmp_path / "run"), "--max-failures", "1", "--no-report"])
-    code = run_sweep(args, Sweep(name="faults", trainable=trainable, config_cls=FaultConfig,
-                                 param_space={"mode": tune.grid_search(["ok", "raise", "diverge"])},
-                                 load_data=lambda: None))
+    study = Study(name="faults", doc=None, trainable=trainable, config_cls=FaultConfig,
+                  defaults={"mode": ["ok", "raise", "diverge"]}, load_data=lambda data_dir: None)
+    code = run_study(study, ["--out", str(tmp_path / "run"), "--max-failures", "1", "--no-report"])
     assert code == 1  # one trial failed for good; the sweep still ran the others to the end
 
     df = pd.read_parquet(tmp_path / "run" / "logs")

@@ -83,8 +83,8 @@ class KeepStates(MemoryReporter):
         super().__init__()
         self.states = []
 
-    def report(self, metrics, state):
-        super().report(metrics, state)
+    def report(self, metrics, state, arrays=None):
+        super().report(metrics, state, arrays)
         self.states.append(copy.deepcopy(state))
 
 

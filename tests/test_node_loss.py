@@ -11,7 +11,7 @@ import time
 import pandas as pd
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 
 pytestmark = pytest.mark.slow
 EPOCHS = 8

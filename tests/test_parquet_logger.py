@@ -93,15 +93,16 @@ def test_a_crash_mid_write_leaves_the_previous_file(tmp_path, monkeypatch):
     log = ParquetLogger(tmp_path / "logs", STNConfig.field_types())
     t = trial("a_00000")
     feed(log, t, (1, 0.5))
-    import sweeps.parquet_logger as mod
+    import analysis.files
 
     def broken_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(mod.os, "replace", broken_replace)
+    monkeypatch.setattr(analysis.files.os, "replace", broken_replace)
     with pytest.raises(OSError):
         feed(log, t, (2, 0.6))
-    assert pd.read_parquet(tmp_path / "logs")["epoch"].tolist() == [1]  # the hidden temp file is not read
+    assert pd.read_parquet(tmp_path / "logs")["epoch"].tolist() == [1]
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["a_00000.parquet"]  # no temp file left
 
 
 def test_stop_reason_error_message_and_failures(tmp_path):

@@ -12,7 +12,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
 
 pytestmark = pytest.mark.slow
 PARAMS = ("batch_size", "lr", "lr_step")

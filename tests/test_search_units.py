@@ -1,33 +1,39 @@
 """Search parts without Ray running: option parsing, the plateau stopper's record, the early-stop label."""
 from __future__ import annotations
 
-import argparse
-
 import pytest
 
-from sweeps.runner import SweepError
-from sweeps.search import RecordingPlateauStopper, Search, add_search_args, build_search, search_from_args
+from sweeps.options import build_parser, resolve
+from sweeps.search import RecordingPlateauStopper, Search, build_search
+from trainables.config import UserError
 
 
-def parse(*argv):
-    p = argparse.ArgumentParser()
-    add_search_args(p, Search(space={}, baseline={}, num_samples=8, max_concurrent=2))
-    return p.parse_args(list(argv))
+def resolve_search(*argv):
+    from sweeps.stn_search import STUDY
+
+    return resolve(STUDY, build_parser(STUDY).parse_args(list(argv))).search
 
 
 def test_options_build_the_search():
-    from ray import tune
+    s = resolve_search("--asha", "3,2", "--plateau", "4", "--tune-gamma")
+    assert s.asha == (3, 2.0) and s.plateau == 4 and set(s.space) == {"batch_size", "lr", "lr_step", "gamma"}
+    assert s.baseline == {"batch_size": 64, "lr": 0.01, "lr_step": 0, "gamma": 0.1} and s.num_samples == 20
+    assert resolve_search("--asha", "off").asha is None
+    with pytest.raises(UserError, match="--asha 'fast': expected GRACE,FACTOR"):
+        resolve_search("--asha", "fast")
+    with pytest.raises(UserError, match="factor > 1"):
+        resolve_search("--asha", "2,1")
 
-    space = {"lr": tune.loguniform(1e-3, 0.1)}
-    s = search_from_args(parse("--asha", "3,2", "--plateau", "4", "--tune-gamma"), space,
-                         {"lr": 0.01, "gamma": 0.1}, {"gamma": lambda: tune.uniform(0.05, 0.9)})
-    assert s.asha == (3, 2.0) and s.plateau == 4 and set(s.space) == {"lr", "gamma"}
-    assert s.baseline == {"lr": 0.01, "gamma": 0.1} and s.num_samples == 8
-    assert search_from_args(parse("--asha", "off"), space, {"lr": 0.01}, {}).asha is None
-    with pytest.raises(SweepError, match="--asha 'fast': expected GRACE,FACTOR"):
-        search_from_args(parse("--asha", "fast"), space, {"lr": 0.01}, {})
-    with pytest.raises(SweepError, match="factor > 1"):
-        search_from_args(parse("--asha", "2,1"), space, {"lr": 0.01}, {})
+
+def test_smoke_settings_give_way_to_explicit_options():
+    assert resolve_search("--smoke-test").asha == (1, 2.0)  # the smoke study's own
+    explicit = resolve_search("--smoke-test", "--asha", "2,3", "--num-samples", "6")  # equal to the defaults
+    assert explicit.asha == (2, 3.0) and explicit.num_samples == 6 and explicit.max_concurrent == 2
+
+
+def test_a_given_searched_key_is_fixed_not_searched():
+    s = resolve_search("--lr", "0.05")
+    assert "lr" not in s.space and "lr" not in s.baseline
 
 
 def test_plateau_stopper_records_what_it_stopped(tmp_path):

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 
 
 def test_local_ray_dashboard_listens_on_loopback_only():

@@ -91,8 +91,8 @@ class KeepState(MemoryReporter):
         super().__init__()
         self.first = self.last = None
 
-    def report(self, metrics, state):
-        super().report(metrics, state)
+    def report(self, metrics, state, arrays=None):
+        super().report(metrics, state, arrays)
         self.first = self.first or state
         self.last = state
 

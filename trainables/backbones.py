@@ -24,7 +24,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from trainables.config import UserError
+from trainables.errors import UserError
 from trainables.data import MNIST_MEAN, MNIST_STD
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

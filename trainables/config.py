@@ -1,30 +1,32 @@
-"""Validated trial configurations.
+"""Validated trial configurations: the single source of truth for every hyperparameter.
 
-Every trainable has a frozen dataclass derived from `TrialConfig`. `Cfg.from_dict(d)` rejects unknown keys and
-out-of-range values with one message that names the key, the value and what is allowed; sweeps call it on
-every trial configuration before Ray starts, so a typo never costs a cluster allocation.
+Every trainable has a frozen dataclass derived from `TrialConfig`. A field's metadata says everything about it:
+its help, its allowed range (gt/ge/lt/le), its choices, what None means (`none`), and extra command-line names
+(`aliases`). Sweep scripts generate their study options from these fields (sweeps/options.py), and
+`Cfg.from_dict(d)` rejects unknown keys and out-of-range values with one message that names the key, the value and
+what is allowed; sweeps call it on every trial configuration before Ray starts, so a typo never costs a cluster
+allocation. A subclass changes a default by redeclaring the field with a plain value; the metadata is inherited.
 
     @dataclass(frozen=True)
-    class MyConfig(TrialConfig):
-        lr: float = field(default=0.01, metadata={"gt": 0, "help": "SGD learning rate"})
+    class MyConfig(SGDConfig):
+        lr: float = 0.05                     # the study's default; range and help come from SGDConfig.lr
+        width: int = field(default=8, metadata={"ge": 1, "help": "hidden units"})   # becomes --width
 
-    MyConfig.from_dict({"lr": -1})   # ConfigError: lr = -1 is out of range: must be > 0
+    MyConfig.from_dict({"lr": -1})   # ConfigError: config 'lr' = -1 is out of range: must be > 0
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 import types
 import typing
+from dataclasses import field
 from typing import Any
 
+from trainables.errors import ConfigError, UserError
 
-class UserError(Exception):
-    """Bad input found before any trial starts; sweeps print the message as one line and exit 2."""
-
-
-class ConfigError(UserError, ValueError):
-    """A trial configuration that cannot run; the message is meant for the user as it is."""
+__all__ = ["ConfigError", "UserError", "TrialConfig", "SGDConfig"]
 
 
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
@@ -36,12 +38,12 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
-def _coerce(name: str, value: Any, tp: Any) -> Any:
+def _coerce(label: str, value: Any, tp: Any) -> Any:
     inner, optional = _unwrap_optional(tp)
     if value is None:
         if optional:
             return None
-        raise ConfigError(f"config '{name}' = None is not allowed: expected {inner.__name__}")
+        raise ConfigError(f"{label} = None is not allowed: expected {inner.__name__}")
     # bool is an int subclass; a flag given where a number is expected is almost always a mistake
     if inner is bool:
         if isinstance(value, bool):
@@ -57,19 +59,7 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
             return value
     else:
         return value
-    raise ConfigError(f"config '{name}' = {value!r} has the wrong type: expected {inner.__name__}")
-
-
-# Field metadata shared by the trainables' configs (their defaults differ, their meaning and ranges don't).
-SEED = {"ge": 0, "help": "model init, data order and subset draw"}
-EPOCHS = {"ge": 1, "le": 10_000, "help": "training epochs"}
-BATCH_SIZE = {"ge": 1, "help": "SGD mini-batch size"}
-LR = {"gt": 0, "le": 10, "help": "SGD learning rate"}
-MOMENTUM = {"ge": 0, "lt": 1, "help": "SGD momentum"}
-LR_STEP = {"ge": 0, "help": "StepLR step in epochs; 0 keeps the learning rate constant"}
-GAMMA = {"gt": 0, "le": 1, "help": "StepLR decay factor"}
-TRAIN_PER_CLASS = {"ge": 1, "help": "training images per digit (stratified, seeded); None = the whole training set"}
-TEST_LIMIT = {"ge": 1, "help": "evaluate on the first N test images; None = the whole test set"}
+    raise ConfigError(f"{label} = {value!r} has the wrong type: expected {inner.__name__}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +72,22 @@ class TrialConfig:
         return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
     @classmethod
+    def label(cls, name: str) -> str:
+        """How messages name a field."""
+        return f"config '{name}'"
+
+    @classmethod
+    def meta(cls, name: str) -> dict[str, Any]:
+        """The field's metadata merged along the class hierarchy, so a subclass that only changes a default
+        (`lr: float = 0.05`) keeps the base's help and range."""
+        merged: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            f = getattr(klass, "__dataclass_fields__", {}).get(name)
+            if f is not None:
+                merged.update(f.metadata)
+        return merged
+
+    @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrialConfig":
         types_ = cls.field_types()
         unknown = sorted(set(values) - set(types_))
@@ -90,7 +96,7 @@ class TrialConfig:
                 f"unknown config key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
                 f"for {cls.__name__}; known keys: {', '.join(sorted(types_))}"
             )
-        kwargs = {k: _coerce(k, v, types_[k]) for k, v in values.items()}
+        kwargs = {k: _coerce(cls.label(k), v, types_[k]) for k, v in values.items()}
         cfg = cls(**kwargs)
         cfg.check()
         return cfg
@@ -100,27 +106,56 @@ class TrialConfig:
         ops = {"gt": (lambda v, b: v > b, ">"), "ge": (lambda v, b: v >= b, ">="),
                "lt": (lambda v, b: v < b, "<"), "le": (lambda v, b: v <= b, "<=")}
         for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
+            value, meta = getattr(self, f.name), self.meta(f.name)
             if value is None:
                 continue
-            choices = f.metadata.get("choices")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{self.label(f.name)} = {value!r} is not allowed: must be a finite number")
+            choices = meta.get("choices")
             if choices is not None and value not in choices:
                 raise ConfigError(
-                    f"config '{f.name}' = {value!r} is not allowed: choose one of {', '.join(map(repr, choices))}"
+                    f"{self.label(f.name)} = {value!r} is not allowed: choose one of {', '.join(map(repr, choices))}"
                 )
             for key, (ok, sym) in ops.items():
-                if key in f.metadata and not ok(value, f.metadata[key]):
-                    raise ConfigError(
-                        f"config '{f.name}' = {value!r} is out of range: must be {sym} {f.metadata[key]}"
-                    )
+                if key in meta and not ok(value, meta[key]):
+                    raise ConfigError(f"{self.label(f.name)} = {value!r} is out of range: must be {sym} {meta[key]}")
         self.extra_checks()
 
     def extra_checks(self) -> None:
         """Override for rules that involve several fields."""
+
+    def check_data(self, data: Any) -> None:
+        """Override for rules that need the loaded data; sweeps run it on the driver before any trial starts."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def help(cls) -> dict[str, str]:
-        return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
+        return {f.name: cls.meta(f.name).get("help", "") for f in dataclasses.fields(cls)}
+
+
+@dataclasses.dataclass(frozen=True)
+class SGDConfig(TrialConfig):
+    """What every study trains with: a seed, an epoch budget, SGD with momentum and a StepLR, a training subset and
+    a test limit. Each study redeclares the defaults it needs (its reference's); help and ranges live here."""
+
+    seed: int = field(default=0, metadata={"ge": 0, "aliases": ("--seeds",),
+                                           "help": "model init, data order and subset draw"})
+    epochs: int = field(default=20, metadata={"ge": 1, "le": 10_000, "help": "training epochs (the budget)"})
+    batch_size: int = field(default=64, metadata={"ge": 1, "help": "SGD mini-batch size"})
+    lr: float = field(default=0.01, metadata={"gt": 0, "le": 10, "help": "SGD learning rate"})
+    momentum: float = field(default=0.0, metadata={"ge": 0, "lt": 1, "help": "SGD momentum"})
+    lr_step: int = field(default=0, metadata={"ge": 0,
+                                              "help": "StepLR step in epochs; 0 keeps the learning rate constant"})
+    gamma: float = field(default=0.1, metadata={"gt": 0, "le": 1, "help": "StepLR decay factor"})
+    train_per_class: int | None = field(default=None, metadata={
+        "ge": 1, "aliases": ("--sizes", "--size"), "none": "the whole training set",
+        "help": "training images per digit (a stratified subset drawn with the seed, nested across sizes)"})
+    test_limit: int | None = field(default=None, metadata={
+        "ge": 1, "none": "the whole test set", "help": "evaluate on the first N test images"})
+
+    def check_data(self, data: Any) -> None:
+        from trainables.data import check_per_class  # torch: only where data is loaded
+
+        check_per_class(self.train_per_class, data)

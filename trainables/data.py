@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import torchvision
 
-from trainables.config import ConfigError, UserError
+from trainables.errors import ConfigError, UserError
 
 # The tutorial's Normalize((0.1307,), (0.3081,)): full-MNIST pixel mean and std.
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081

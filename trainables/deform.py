@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from analysis.files import atomic_path
 from trainables.data import MNIST_MEAN, MNIST_STD, MnistData
 
 VARIANTS = ("clean", "elastic", "zoom")
@@ -150,10 +151,10 @@ def deformed_mnist(data: MnistData, spec: DeformSpec, cache_dir: str | Path | No
         seconds = time.perf_counter() - t0
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
             # uint8, like MNIST itself: 4x smaller than float32, and 1/255 steps are far below what training sees
-            np.savez(tmp, **{k: (np.rint(v * 255).astype(np.uint8) if k != "ink" else v) for k, v in arrays.items()})
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                np.savez(tmp, **{k: (np.rint(v * 255).astype(np.uint8) if k != "ink" else v)
+                                 for k, v in arrays.items()})
         # what trials get is what a later run reads back from the cache
         arrays = {k: (np.rint(v * 255) / 255.0).astype(np.float32) if k != "ink" else v for k, v in arrays.items()}
     train = {"clean": (data.train_images, data.train_labels)}

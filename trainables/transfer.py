@@ -20,49 +20,50 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
-from trainables import config as C
 from trainables.backbones import TransferNet, classification_models, compute_features, ensure_weights, load_backbone
-from trainables.config import ConfigError, TrialConfig
-from trainables.data import MnistData, check_per_class, stratified_subset
+from trainables.config import ConfigError, SGDConfig
+from trainables.data import MnistData, stratified_subset
 from trainables.loop import Reporter, TuneReporter, fit, make_sgd, pick_device, pin_threads, trial_resources
 
 MODES = ("cached", "tutorial")
 
 
 @dataclass(frozen=True)
-class TransferConfig(TrialConfig):
+class TransferConfig(SGDConfig):
     """Defaults are the original study's (Table 1): SGD lr 0.001, momentum 0.9, batch 4, StepLR(7, 0.1), 50 epochs,
-    224 px, 3 channels."""
+    224 px, 3 channels, 10 images per digit."""
 
-    model: str = field(default="resnet50", metadata={"help": "torchvision classification model"})
-    weights: str = field(default="imagenet", metadata={"help": "imagenet, none (random init) or a state_dict path"})
-    image_size: int = field(default=224, metadata={"ge": 32, "le": 1024, "help": "backbone input size (px)"})
-    backbone_mode: str = field(default="cached", metadata={"choices": MODES, "help": "see the module docstring"})
-    train_per_class: int = field(default=10, metadata=C.TRAIN_PER_CLASS)
-    test_limit: int | None = field(default=None, metadata=C.TEST_LIMIT)
-    seed: int = field(default=0, metadata=C.SEED)
-    epochs: int = field(default=50, metadata=C.EPOCHS)
-    batch_size: int = field(default=4, metadata=C.BATCH_SIZE)
-    lr: float = field(default=0.001, metadata=C.LR)
-    momentum: float = field(default=0.9, metadata=C.MOMENTUM)
-    lr_step: int = field(default=7, metadata=C.LR_STEP)
-    gamma: float = field(default=0.1, metadata=C.GAMMA)
+    epochs: int = 50
+    batch_size: int = 4
+    lr: float = 0.001
+    momentum: float = 0.9
+    lr_step: int = 7
+    train_per_class: int = 10
+    model: str = field(default="resnet50", metadata={
+        "aliases": ("--models",), "help": "torchvision classification model (resnet50, vgg19, resnet18, ...)"})
+    weights: str = field(default="imagenet", metadata={
+        "help": "imagenet (torchvision's ImageNet weights, downloaded once into the torch cache), none (random "
+                "init) or PATH to a state_dict"})
+    image_size: int = field(default=224, metadata={"ge": 32, "le": 1024, "help": "backbone input size in px"})
+    backbone_mode: str = field(default="cached", metadata={
+        "choices": MODES, "help": "cached: each image through the frozen backbone once, in eval mode, heads train "
+                                  "on the features; tutorial: the original study's pipeline, the backbone in train "
+                                  "mode and run for every batch of every epoch"})
 
     def extra_checks(self) -> None:
         if self.model not in classification_models():
             raise ConfigError(f"config 'model' = {self.model!r} is not a torchvision classification model; "
                               f"e.g. resnet50, vgg19, resnet18, efficientnet_b0, vit_b_16")
 
+    def check_data(self, data: MnistData) -> None:
+        """Enough images per digit, and weights that can be loaded (downloaded now if needed)."""
+        super().check_data(data)
+        ensure_weights(self.model, self.weights)
+
     @property
     def feature_key(self) -> str:
         """Which cached features this trial trains on: same backbone, weights and image size → same features."""
         return f"{self.model}|{self.weights}|{self.image_size}"
-
-
-def check_before_trials(cfg: TransferConfig, data: MnistData) -> None:
-    """Driver-side checks: enough images per digit, and weights that can be loaded (downloaded now if needed)."""
-    check_per_class(cfg.train_per_class, data)
-    ensure_weights(cfg.model, cfg.weights)
 
 
 @dataclass

@@ -1,0 +1,54 @@
+"""What a sweep script declares: `Study`, its study constants and the parts the runner wires together.
+
+A script is its constants and one call (see sweeps/stn_mnist.py):
+
+    STUDY = Study(name="stn_mnist", doc=__doc__, trainable=train_stn, config_cls=STNConfig,
+                  defaults={"seed": [0, 1, 2]}, smoke={"epochs": 2, ...}, gpu_share=0.25)
+    if __name__ == "__main__":
+        raise SystemExit(run_study(STUDY))
+
+Every option of the study comes from `config_cls` (sweeps/options.py), so adding a hyperparameter is adding a
+field to the config class.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from sweeps.search import SearchSpace
+from trainables.config import TrialConfig
+
+
+def _load_mnist(data_dir: Path):
+    from trainables.data import load_mnist  # torch: only when data is loaded
+
+    return load_mnist(data_dir)
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    doc: str | None
+    trainable: Callable[..., None]
+    config_cls: type[TrialConfig]
+    # Study constants that differ from the config's defaults; a list is a grid axis (seeds, sizes, models).
+    defaults: dict[str, Any] = field(default_factory=dict)
+    smoke: dict[str, Any] = field(default_factory=dict)  # what --smoke-test sets (explicit options still win)
+    search: SearchSpace | None = None  # an Optuna search instead of a grid
+    # Called once on the driver with --data-dir; the result reaches every trial as `data`.
+    load_data: Callable[[Path], Any] = _load_mnist
+    # After Ray starts, before the Tuner: (data, configs, resources per trial, parsed options) → more keyword
+    # arguments for the trainable, shared by every trial through the object store (e.g. cached features).
+    prepare: Callable[[Any, list[TrialConfig], dict[str, float], argparse.Namespace], dict[str, Any]] | None = None
+    extra_options: Callable[[argparse.ArgumentParser], None] | None = None  # options that are not config fields
+    hidden: tuple[str, ...] = ()  # config keys without a flag (still settable with --set)
+    notes: dict[str, str] = field(default_factory=dict)  # study-specific help, appended to a field's own
+    metric: str = "test_acc"
+    mode: str = "max"
+    gpu_share: float = 1.0  # GPUs per trial when --gpus-per-trial is auto and the cluster has GPUs
+    # Checkpoints kept per trial; None keeps all. Tune's pruning of old checkpoints races with its experiment
+    # snapshot: a driver killed in between makes --resume log errors for checkpoints already deleted. Trial
+    # checkpoints hold only trainable state (the STN: 124 KB), so keeping all is cheap.
+    keep_checkpoints: int | None = None
