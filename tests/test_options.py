@@ -62,6 +62,24 @@ def test_parse_errors_are_one_line(capsys):
     assert err == ["error: argument --lr: 'fast' is not a float (see python sweeps/t.py --help)"]
 
 
+@pytest.mark.parametrize("script", ["stn_mnist", "transfer_grid"])
+def test_weight_decay_reaches_both_studies_and_the_optimizer(script):
+    import importlib
+
+    import torch
+
+    from trainables.loop import make_sgd
+
+    study = importlib.import_module(f"sweeps.{script}").STUDY
+    cfgs = plan(study, "--weight-decay", "0", "0.0005", "--seeds", "0", "--sizes", "10").configs
+    models = 2 if script == "transfer_grid" else 1  # ResNet50 and VGG19
+    assert sorted(c.weight_decay for c in cfgs) == [0.0] * models + [0.0005] * models
+    optimizer, _ = make_sgd([torch.nn.Parameter(torch.zeros(1))], max(cfgs, key=lambda c: c.weight_decay))
+    assert optimizer.param_groups[0]["weight_decay"] == 0.0005
+    with pytest.raises(UserError, match="config 'weight_decay' = -0.1 is out of range: must be >= 0"):
+        plan(study, "--weight-decay", "-0.1")
+
+
 def test_a_new_field_is_a_new_flag_with_its_range():
     @dataclasses.dataclass(frozen=True)
     class Wider(SGDConfig):

@@ -149,6 +149,7 @@ class SGDConfig(TrialConfig):
     lr_step: int = field(default=0, metadata={"ge": 0,
                                               "help": "StepLR step in epochs; 0 keeps the learning rate constant"})
     gamma: float = field(default=0.1, metadata={"gt": 0, "le": 1, "help": "StepLR decay factor"})
+    weight_decay: float = field(default=0.0, metadata={"ge": 0, "lt": 1, "help": "SGD weight decay (L2 penalty)"})
     train_per_class: int | None = field(default=None, metadata={
         "ge": 1, "aliases": ("--sizes", "--size"), "none": "the whole training set",
         "help": "training images per digit (a stratified subset drawn with the seed, nested across sizes)"})

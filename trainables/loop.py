@@ -129,7 +129,7 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def make_sgd(params, cfg) -> tuple[torch.optim.Optimizer, Any]:
     """SGD with momentum and an optional StepLR (cfg.lr_step epochs, factor cfg.gamma), stepped once per epoch."""
-    optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
+    optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, cfg.lr_step, cfg.gamma) if cfg.lr_step else None
     return optimizer, scheduler
 
