@@ -5,12 +5,12 @@ Counts backbone forward passes per mode with the forward hook every backbone car
 unique images (the least any mode must do). Trials run in this process through the real trainable
 (`train_transfer`) without Ray, so the figures compare the two pipelines, not Ray's scheduling.
 
-    python benchmarks/transfer_cache.py --data-dir ../shared/data/mnist-5k            # paper's grid shape, 32 px
-    python benchmarks/transfer_cache.py --epochs 50 --test-limit 10000 --image-size 224   # the paper's grid (GPU)
+    python benchmarks/transfer_cache.py --data-dir ../shared/data/mnist-5k            # the original study's grid shape, 32 px
+    python benchmarks/transfer_cache.py --epochs 50 --test-limit 10000 --image-size 224   # the original study's grid (GPU)
 
-Defaults are the paper's grid shape (2 backbones x 5 sizes x 3 seeds) scaled down for a 2-core CPU: 32 px,
+Defaults are the original study's grid shape (2 backbones x 5 sizes x 3 seeds) scaled down for a 2-core CPU: 32 px,
 random weights, 1 epoch, 100 test images. Tutorial-mode forwards grow with epochs and test images; cached-mode
-forwards do not, so the script also prints the counts projected to the paper's 50 epochs and 10,000 test images.
+forwards do not, so the script also prints the counts projected to the original study's 50 epochs and 10,000 test images.
 """
 from __future__ import annotations
 
@@ -111,11 +111,11 @@ def main(argv: list[str] | None = None) -> int:
         train_imgs = sum(10 * c.train_per_class for c in configs)
         per_epoch = f_tut / args.epochs
         assert per_epoch == train_imgs + len(configs) * args.test_limit, "tutorial count is not per-epoch uniform"
-        paper_tut = 50 * (train_imgs + len(configs) * 10_000)
-        paper_cached = sum(len(idx) + 10_000 for idx, _ in jobs.values())
-        out["projected_paper"] = {"tutorial": paper_tut, "cached": paper_cached, "ratio": paper_tut / paper_cached}
-        print(f"projected to the paper's 50 epochs and 10,000 test images: tutorial {paper_tut:,} vs cached "
-              f"{paper_cached:,} forwards = {paper_tut / paper_cached:.0f}x (target >= 300x)")
+        orig_tut = 50 * (train_imgs + len(configs) * 10_000)
+        orig_cached = sum(len(idx) + 10_000 for idx, _ in jobs.values())
+        out["projected_original_study"] = {"tutorial": orig_tut, "cached": orig_cached, "ratio": orig_tut / orig_cached}
+        print(f"projected to the original study's 50 epochs and 10,000 test images: tutorial {orig_tut:,} vs cached "
+              f"{orig_cached:,} forwards = {orig_tut / orig_cached:.0f}x (target >= 300x)")
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
     return 0

@@ -2,7 +2,7 @@
 `build_search` turns it into Ray Tune parts with the study stored in `RUN_DIR/optuna.db` (SQLite).
 
 - Optuna's TPE sampler (seeded) through Ray Tune's OptunaSearch, limited to --max-concurrent trials at once.
-- The paper's configuration is enqueued first, so every study holds its own baseline.
+- The original study's configuration is enqueued first, so every study holds its own baseline.
 - ASHA (grace period, reduction factor) and/or a plateau stopper end weak trials early. Such trials reach
   Optuna as PRUNED with their per-epoch intermediate values, not as COMPLETE trials scored by a partial epoch
   (Ray's default), so the sampler is not misled; the logs' stop_reason says asha or plateau.
@@ -81,7 +81,7 @@ class SearchSpace:
 @dataclass
 class Search:
     space: dict[str, Any]  # Tune domains (tune.choice, tune.loguniform, tune.randint, ...)
-    baseline: dict[str, Any]  # the paper's configuration, run first
+    baseline: dict[str, Any]  # the original study's configuration, run first
     num_samples: int = 20
     max_concurrent: int = 4
     seed: int = 0

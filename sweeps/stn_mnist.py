@@ -1,5 +1,5 @@
 """The original STN study as a sweep: the PyTorch tutorial's affine Spatial Transformer Network on MNIST,
-tutorial hyperparameters (plain SGD, lr 0.01, batch 64, 20 epochs), one trial per seed.
+the original study's hyperparameters (plain SGD, lr 0.01, batch 64, 20 epochs), one trial per seed.
 
     python sweeps/stn_mnist.py --data-dir ../shared/data/mnist-5k            # 3 seeds x 20 epochs
     python sweeps/stn_mnist.py --smoke-test --data-dir ../shared/data/mnist-5k --out /tmp/stn-smoke

@@ -1,5 +1,5 @@
 """Optuna search over the STN's batch size, learning rate and LR-decay step (gamma and momentum optional), with
-ASHA stopping weak trials early. The tutorial's configuration is trial 1, the baseline of the study.
+ASHA stopping weak trials early. The original study's configuration (the PyTorch STN tutorial's) is trial 1, the study's baseline.
 
     python sweeps/stn_search.py --data-dir ../shared/data/mnist-5k --num-samples 20 --max-concurrent 2
     python sweeps/stn_search.py --smoke-test --data-dir ../shared/data/mnist-5k --out /tmp/stn-search
@@ -17,9 +17,9 @@ from trainables.stn import STNConfig, train_stn
 
 SEARCH = SearchSpace(
     space={"batch_size": tune.choice([32, 64, 128, 256]), "lr": tune.loguniform(1e-3, 0.3),
-           "lr_step": tune.randint(0, 21)},  # lr_step 0: constant learning rate, as the tutorial
+           "lr_step": tune.randint(0, 21)},  # lr_step 0: constant learning rate, as the original study
     optional={"gamma": lambda: tune.uniform(0.05, 0.9), "momentum": lambda: tune.uniform(0.0, 0.95)},
-    baseline={"batch_size": 64, "lr": 0.01, "lr_step": 0, "gamma": 0.1, "momentum": 0.0},  # the tutorial
+    baseline={"batch_size": 64, "lr": 0.01, "lr_step": 0, "gamma": 0.1, "momentum": 0.0},  # the original study
     options={"num_samples": 20, "max_concurrent": 2},
 )
 STUDY = Study(

@@ -8,7 +8,7 @@ from trainables.config import ConfigError
 from trainables.stn import STNConfig
 
 
-def test_defaults_are_the_tutorials():
+def test_defaults_are_the_original_studys():
     cfg = STNConfig.from_dict({})
     assert (cfg.lr, cfg.batch_size, cfg.epochs, cfg.momentum, cfg.lr_step) == (0.01, 64, 20, 0.0, 0)
     assert cfg.transformer == "affine" and cfg.train_per_class is None

@@ -56,7 +56,7 @@ def test_smoke_search_prunes_what_asha_stopped(script, mnist_dir, tmp_path):
     study, per_trial = check_study_agrees_with_logs(run, 4)
     baseline = {"stn_search": {"batch_size": 64, "lr": 0.01, "lr_step": 0},
                 "transfer_search": {"batch_size": 4, "lr": 0.001, "lr_step": 7}}[script]
-    assert study.trials[0].params == baseline  # the paper's configuration, enqueued first
+    assert study.trials[0].params == baseline  # the original study's configuration, enqueued first
     assert "asha" in set(per_trial["stop_reason"])  # grace 1, factor 2 over 4 trials always stops some
 
 

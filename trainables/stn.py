@@ -34,7 +34,8 @@ INSPECT_BATCH = 64  # images per variant shown before/after (the tutorial's batc
 
 @dataclass(frozen=True)
 class STNConfig(SGDConfig):
-    """Defaults are the PyTorch STN tutorial's (plain SGD, lr 0.01, batch 64, 20 epochs), SGDConfig's own."""
+    """Defaults are the original study's, which took them from the PyTorch STN tutorial (plain SGD, lr 0.01,
+    batch 64, 20 epochs): SGDConfig's own."""
 
     transformer: str = field(default="affine", metadata={
         "choices": tuple(TRANSFORMERS), "aliases": ("--transformers",),
@@ -46,7 +47,7 @@ class STNConfig(SGDConfig):
 @dataclass(frozen=True)
 class DeformedSTNConfig(STNConfig):
     """The deformed study's defaults: SGD lr 0.005 with momentum 0.9, decayed 10x after 10 epochs. The
-    tutorial's plain SGD at lr 0.01 stays near 95% on clean MNIST-5k; lr 0.02 with momentum diverged by epoch 6."""
+    original study's plain SGD at lr 0.01 stays near 95% on clean MNIST-5k; lr 0.02 with momentum diverged by epoch 6."""
 
     lr: float = 0.005
     momentum: float = 0.9
