@@ -5,12 +5,13 @@ Counts backbone forward passes per mode with the forward hook every backbone car
 unique images (the least any mode must do). Trials run in this process through the real trainable
 (`train_transfer`) without Ray, so the figures compare the two pipelines, not Ray's scheduling.
 
-    python benchmarks/transfer_cache.py --data-dir ../shared/data/mnist-5k            # the original study's grid shape, 32 px
-    python benchmarks/transfer_cache.py --epochs 50 --test-limit 10000 --image-size 224   # the original study's grid (GPU)
+    python benchmarks/transfer_cache.py --data-dir ../shared/data/mnist-5k          # its grid shape, 32 px
+    python benchmarks/transfer_cache.py --epochs 50 --test-limit 10000 --image-size 224   # its whole grid (GPU)
 
 Defaults are the original study's grid shape (2 backbones x 5 sizes x 3 seeds) scaled down for a 2-core CPU: 32 px,
 random weights, 1 epoch, 100 test images. Tutorial-mode forwards grow with epochs and test images; cached-mode
-forwards do not, so the script also prints the counts projected to the original study's 50 epochs and 10,000 test images.
+forwards do not, so the script also prints the counts projected to the original study's 50 epochs and 10,000
+test images.
 """
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Optuna search over the STN's batch size, learning rate and LR-decay step (gamma and momentum optional), with
-ASHA stopping weak trials early. The original study's configuration (the PyTorch STN tutorial's) is trial 1, the study's baseline.
+ASHA stopping weak trials early. The original study's configuration (the PyTorch STN tutorial's) is trial 1, the
+study's baseline.
 
     python sweeps/stn_search.py --data-dir ../shared/data/mnist-5k --num-samples 20 --max-concurrent 2
     python sweeps/stn_search.py --smoke-test --data-dir ../shared/data/mnist-5k --out /tmp/stn-search
