@@ -46,9 +46,8 @@ class STNConfig(SGDConfig):
 
 @dataclass(frozen=True)
 class DeformedSTNConfig(STNConfig):
-    """The deformed study's defaults: SGD lr 0.005 with momentum 0.9, decayed 10x after 10 epochs. The
-    original study's plain SGD at lr 0.01 stays near
-    95% on clean MNIST-5k; lr 0.02 with momentum diverged by epoch 6."""
+    """The deformed study's defaults: SGD lr 0.005 with momentum 0.9, decayed 10x after 10 epochs. The original
+    study's plain SGD at lr 0.01 stays near 95% on clean MNIST-5k; lr 0.02 with momentum diverged by epoch 6."""
 
     lr: float = 0.005
     momentum: float = 0.9
