@@ -1,11 +1,14 @@
 """MNIST as tensors: read once with torchvision, normalize once, take stratified subsets by index.
 
 The training path never runs per-sample transforms: a 5k-60k image set is a few hundred MB of float32 at most,
-so batches are slices of one tensor.
+so batches are slices of one tensor. Before torchvision reads anything, the raw IDX files that exist are checked
+(magic number, header, size, image/label counts): a truncated or corrupt file is a DataError naming it, its size
+and what was expected, and is never downloaded over; only missing files are downloaded.
 
     from trainables.data import load_mnist, stratified_subset
     data = load_mnist("../shared/data/mnist-5k")          # MnistData: train/test images N×1×28×28, labels N
     idx = stratified_subset(data.train_labels, per_class=10, seed=0)   # 100 indices, 10 per digit
+    check_mnist_files("../shared/data/mnist-5k/MNIST/raw")   # [] (nothing missing), or DataError naming a file
 """
 from __future__ import annotations
 
@@ -21,12 +24,165 @@ from trainables.errors import ConfigError, UserError
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 NUM_CLASSES = 10
 
-_LAYOUT = ("{root}/MNIST/raw/ holding train-images-idx3-ubyte, train-labels-idx1-ubyte, "
-           "t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (torchvision's MNIST layout; .gz files are unpacked)")
-
 
 class DataError(UserError, RuntimeError):
     """Data that cannot be loaded; the message says what was expected and what to do."""
+
+
+_LAYOUT = ("{root}/MNIST/raw/ holding train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+           "t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (torchvision's MNIST layout; .gz files are unpacked)")
+
+# Each split's (images, labels) file in torchvision's MNIST/raw/ folder, training split first.
+SPLIT_FILES = (("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+               ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
+SIDE = 28  # MNIST images are 28×28; the models' layer sizes assume it
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """What an IDX file of one kind must look like: its magic number (0x08 = unsigned bytes, then the dimension
+    count), its header (the magic, then one big-endian int32 per dimension) and its bytes per item."""
+
+    noun: str       # "images" / "labels"
+    ndim: int
+    item_bytes: int
+
+    @property
+    def magic(self) -> int:
+        return 0x0800 + self.ndim
+
+    @property
+    def header(self) -> int:
+        return 4 * (1 + self.ndim)
+
+    def describe(self, n: int) -> str:
+        return f"{n:,} images of {SIDE}×{SIDE}" if self.noun == "images" else f"{n:,} labels"
+
+
+_IMAGES = _Kind("images", 3, SIDE * SIDE)  # magic 2051, 16-byte header
+_LABELS = _Kind("labels", 1, 1)            # magic 2049, 8-byte header
+_FIX = "delete it to download again, or restore it"
+
+
+@dataclass
+class _Header:
+    path: Path
+    kind: _Kind
+    size: int
+    magic: int | None = None     # None when the file is shorter than 4 bytes
+    dims: tuple[int, ...] = ()   # () when the header is cut short
+
+    @property
+    def count(self) -> int | None:
+        """The item count the header states, when the header is whole and of this kind."""
+        return self.dims[0] if self.magic == self.kind.magic and self.dims else None
+
+
+def _read_header(path: Path, kind: _Kind) -> _Header:
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(kind.header)
+    except OSError as err:
+        raise DataError(f"{path} cannot be read ({err.strerror}): fix its permissions, or {_FIX}") from None
+    h = _Header(path, kind, size)
+    if len(head) >= 4:
+        h.magic = int.from_bytes(head[:4], "big")
+    if h.magic == kind.magic and len(head) == kind.header:
+        h.dims = tuple(int.from_bytes(head[i:i + 4], "big") for i in range(4, kind.header, 4))
+    return h
+
+
+def _expected_size(kind: _Kind, n: int) -> int:
+    return kind.header + n * kind.item_bytes
+
+
+def _check_file(h: _Header, partner: _Header | None) -> None:
+    """DataError (one line naming the file, its size and what was expected) unless `h` is a whole IDX file."""
+    kind, path, size = h.kind, h.path, h.size
+    # What a file of the partner's count would weigh, for files whose own header cannot say.
+    hint = (f"{_expected_size(kind, partner.count):,} bytes for {kind.describe(partner.count)}, as many as "
+            f"{partner.path.name} next to it holds" if partner is not None and partner.count is not None
+            else f"an IDX file of MNIST {kind.noun} (a {kind.header}-byte header, then "
+                 f"{kind.item_bytes:,} byte{'s' if kind.item_bytes > 1 else ''} per {kind.noun[:-1]})")
+    if size == 0:
+        raise DataError(f"{path} is 0 bytes (empty), expected {hint}: the file is truncated or corrupt; {_FIX}")
+    if h.magic is not None and h.magic != kind.magic:
+        other = _LABELS if kind is _IMAGES else _IMAGES
+        why = ("it is gzip-compressed: unpack it (gunzip), or" if h.magic >> 16 == 0x1F8B
+               else f"that is the magic of MNIST {other.noun}: are the files swapped? Otherwise"
+               if h.magic == other.magic else "the file is not MNIST data or is corrupt;")
+        raise DataError(f"{path} is {size:,} bytes and starts with magic number {h.magic} (0x{h.magic:08X}), "
+                        f"expected {kind.magic} (0x{kind.magic:08X}: unsigned bytes in {kind.ndim} "
+                        f"dimension{'s' if kind.ndim > 1 else ''}, MNIST {kind.noun}): {why} {_FIX}")
+    if not h.dims:
+        raise DataError(f"{path} is {size:,} bytes, shorter than its {kind.header}-byte header; expected {hint}: "
+                        f"the file is truncated or corrupt; {_FIX}")
+    n = h.dims[0]
+    if kind is _IMAGES and h.dims[1:] != (SIDE, SIDE):
+        raise DataError(f"{path} is {size:,} bytes and its header says {n:,} images of {h.dims[1]}×{h.dims[2]}, "
+                        f"expected images of {SIDE}×{SIDE} (MNIST): the file is not MNIST or is corrupt; {_FIX}")
+    if n == 0:
+        raise DataError(f"{path} is {size:,} bytes and its header says it holds no {kind.noun}, expected at least "
+                        f"one: {_FIX}")
+    want = _expected_size(kind, n)
+    if size != want:
+        why = "the file is truncated or corrupt" if size < want else "the file is longer than its header says: corrupt"
+        raise DataError(f"{path} is {size:,} bytes, expected {want:,} for {kind.describe(n)} "
+                        f"(header says {n:,}): {why}; {_FIX}")
+
+
+def check_mnist_files(raw_dir: str | Path) -> list[str]:
+    """Check the four IDX files in a torchvision MNIST/raw/ folder before torchvision reads them.
+
+    Every file that exists must have its magic number (2051 images, 2049 labels), a whole header, 28×28 images and
+    exactly header + n×28×28 (images) or header + n (labels) bytes, and each split's images and labels must agree
+    in count; otherwise DataError, one line naming the file, its size and what was expected. Returns the names of
+    the files that are missing (not a file), in SPLIT_FILES order.
+    """
+    raw = Path(raw_dir)
+    missing: list[str] = []
+    for images_name, labels_name in SPLIT_FILES:
+        headers = {}
+        for name, kind in ((images_name, _IMAGES), (labels_name, _LABELS)):
+            path = raw / name
+            if path.is_file():
+                headers[kind.noun] = _read_header(path, kind)
+            elif path.exists():
+                raise DataError(f"{path} is a folder, expected the file {name}: move it away, and put the file there")
+            else:
+                missing.append(name)
+        imgs, labs = headers.get("images"), headers.get("labels")
+        for h, partner in ((imgs, labs), (labs, imgs)):
+            if h is not None:
+                _check_file(h, partner)
+        if imgs is not None and labs is not None and imgs.count != labs.count:
+            raise DataError(
+                f"{imgs.path} holds {imgs.count:,} images ({imgs.size:,} bytes) but {labs.path.name} next to it holds "
+                f"{labs.count:,} labels ({labs.size:,} bytes), expected one label per image: the two files come from "
+                f"different sets; restore both from the same source, or delete both to download again")
+    return missing
+
+
+def _check_archives(raw: Path) -> list[str]:
+    """Before a download: DataError for any .gz torchvision would download over (its MD5 differs from the MNIST
+    download's). Returns the names of the .gz files torchvision will unpack as they are."""
+    from torchvision.datasets.mnist import MNIST as TorchvisionMNIST  # the class, even where a test replaced it
+    from torchvision.datasets.utils import check_md5
+
+    usable = []
+    for gz_name, md5 in TorchvisionMNIST.resources:
+        gz = raw / gz_name
+        if not gz.is_file():
+            continue
+        if not check_md5(str(gz), md5):
+            name = gz_name.removesuffix(".gz")
+            raise DataError(
+                f"{gz} is {gz.stat().st_size:,} bytes and is not the MNIST download torchvision expects (MD5 {md5}), "
+                f"so the download would replace it: unpack it into {name} yourself (gunzip -k) if it holds your "
+                f"data, or delete it to download again")
+        usable.append(gz_name)
+    return usable
 
 
 @dataclass
@@ -48,15 +204,21 @@ def normalize(images_uint8: torch.Tensor) -> torch.Tensor:
     return ((images_uint8.float() / 255.0 - MNIST_MEAN) / MNIST_STD).unsqueeze(1).contiguous()
 
 
-def _read_split(root: Path, train: bool, download: bool) -> torchvision.datasets.MNIST:
-    try:
-        return torchvision.datasets.MNIST(str(root), train=train, download=False)
-    except RuntimeError:
-        if not download:
-            raise DataError(f"MNIST not found in {root}. Expected {_LAYOUT.format(root=root)}.") from None
-    try:
+def _legacy(root: Path) -> bool:
+    """True when torchvision would load its old processed/*.pt files instead of the raw IDX files."""
+    return all((root / "MNIST" / "processed" / f).is_file() for f in ("training.pt", "test.pt"))
+
+
+def _download(root: Path, missing: list[str]) -> None:
+    raw = root / "MNIST" / "raw"
+    archives = _check_archives(raw)
+    if all(f"{name}.gz" in archives for name in missing):
+        print(f"MNIST in {root}: unpacking {', '.join(missing)} from the .gz files there", flush=True)
+    else:
         print(f"MNIST not found in {root}: downloading it there (about 12 MB)...", flush=True)
-        return torchvision.datasets.MNIST(str(root), train=train, download=True)
+    try:
+        # torchvision fetches (or reuses a verified .gz of) all four files and unpacks them into raw/
+        torchvision.datasets.MNIST(str(root), train=True, download=True)
     except Exception as err:  # torchvision raises RuntimeError/URLError/OSError depending on the failure
         # torchvision lists every mirror it tried; the last line holds the cause (e.g. no network)
         cause = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
@@ -65,15 +227,39 @@ def _read_split(root: Path, train: bool, download: bool) -> torchvision.datasets
             f"Expected {_LAYOUT.format(root=root)}. Copy those files there, or pass --data-dir with a folder that "
             f"has them (for example ../shared/data/mnist-5k)."
         ) from None
+    still = check_mnist_files(raw)
+    if still:
+        raise DataError(f"MNIST in {root}: the download finished but {', '.join(still)} is still missing in {raw}. "
+                        f"Expected {_LAYOUT.format(root=root)}.")
+
+
+def _read_split(root: Path, train: bool) -> torchvision.datasets.MNIST:
+    try:
+        return torchvision.datasets.MNIST(str(root), train=train, download=False)
+    except Exception as err:  # the files passed check_mnist_files, so this is unexpected: still one line
+        cause = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        raise DataError(f"MNIST in {root} could not be read ({type(err).__name__}: {cause}). "
+                        f"Expected {_LAYOUT.format(root=root)}.") from None
 
 
 def load_mnist(data_dir: str | Path, download: bool = True) -> MnistData:
-    """Both MNIST splits from a torchvision MNIST root, downloading into it when missing and possible."""
+    """Both MNIST splits from a torchvision MNIST root, downloading into it when missing and possible.
+
+    The raw files that exist are checked first (`check_mnist_files`): a corrupt one is a DataError naming it,
+    never a reason to download over it.
+    """
     root = Path(data_dir).expanduser().resolve()
     if root.exists() and not root.is_dir():
         raise DataError(f"--data-dir {root} is a file; expected a folder: {_LAYOUT.format(root=root)}.")
-    train = _read_split(root, True, download)
-    test = _read_split(root, False, download)
+    if not _legacy(root):
+        missing = check_mnist_files(root / "MNIST" / "raw")
+        if missing and not download:
+            some = f" (missing {', '.join(missing)})" if len(missing) < 4 else ""
+            raise DataError(f"MNIST not found in {root}{some}. Expected {_LAYOUT.format(root=root)}.")
+        if missing:
+            _download(root, missing)
+    train = _read_split(root, True)
+    test = _read_split(root, False)
     return MnistData(normalize(train.data), train.targets.long(), normalize(test.data), test.targets.long(), str(root))
 
 
