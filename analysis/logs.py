@@ -23,6 +23,7 @@ CONFIG_PREFIX = "config/"
 SEED_COLUMN = "config/seed"
 REQUIRED_COLUMNS = ("trial_id", "epoch", "test_acc", "test_loss")
 PARALLEL_FILES = 4000  # below this, starting worker processes costs more than it saves
+BATCH_FILES = 256  # files read before their tables are merged into one (see _read_many)
 
 
 def _no_logs(run_dir: Path, detail: str) -> FileNotFoundError:
@@ -46,25 +47,43 @@ def _read_one(path: str) -> pa.Table:
     return table
 
 
-def _read_many(paths: list[str]) -> tuple[list[pa.Table], list[tuple[str, str]]]:
-    """Read files in order; (tables, [(path, reason)]) with one corrupt, empty or foreign file never fatal."""
-    tables, bad = [], []
+def _read_many(paths: list[str]) -> tuple[list[pa.Table], list[tuple[str, str]], list[int]]:
+    """Read files in order; (tables, [(path, reason)], rows per good file) with one corrupt, empty or foreign file
+    never fatal. Every BATCH_FILES tables are concatenated into one: thousands of small tables cost more in
+    per-table objects and allocations than the rows themselves."""
+    tables, bad, counts, pending = [], [], [], []
     for path in paths:
         try:
-            tables.append(_read_one(path))
+            table = _read_one(path)
         except Exception as exc:  # one bad file must not hide the other trials
             # pyarrow repeats the absolute path in its messages; the file name is listed already.
             reason = str(exc).replace(path, Path(path).name).strip().split("\n")[0] or type(exc).__name__
             bad.append((path, reason[:200]))
-    return tables, bad
+            continue
+        pending.append(table)
+        counts.append(table.num_rows)
+        if len(pending) == BATCH_FILES:
+            tables += _merged(pending)
+            pending = []
+    return tables + _merged(pending), bad, counts
+
+
+def _merged(tables: list[pa.Table]) -> list[pa.Table]:
+    """The tables as one table with one chunk per column, or as they are when Arrow cannot unify their types."""
+    if len(tables) < 2:
+        return tables
+    try:
+        return [_concat(tables).combine_chunks()]
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return tables  # load_logs falls back to pandas for these
 
 
 def _read_chunk(paths: list[str]) -> tuple[pa.Table | None, list[tuple[str, str]], list[int]]:
     """_read_many in a worker process, concatenated so that one table crosses the process boundary, with the
     row count of each good file."""
-    tables, bad = _read_many(paths)
-    # one chunk per column: pickling a table costs per chunk (5,000 chunks: seconds; one: milliseconds)
-    return (_concat(tables).combine_chunks() if tables else None), bad, [t.num_rows for t in tables]
+    tables, bad, counts = _read_many(paths)
+    # one chunk per column: pickling costs per chunk, and a single chunk converts to pandas without a copy
+    return (_concat(tables).combine_chunks() if tables else None), bad, counts
 
 
 def _concat(tables: list[pa.Table]) -> pa.Table:
@@ -111,40 +130,63 @@ def load_logs(run_dir: str | Path, workers: int | None = None) -> pd.DataFrame:
     if workers > 1:
         tables, bad, counts = _read_parallel(files, workers)
     else:
-        tables, bad = _read_many(files)
-        counts = [t.num_rows for t in tables]
+        tables, bad, counts = _read_many(files)
     skipped = [{"file": str(Path(p).relative_to(logs)), "reason": r} for p, r in bad]
     if not tables:
         detail = f"{len(skipped)} unreadable file(s) in {logs}" if skipped else f"{logs} has no .parquet files"
         raise _no_logs(run_dir, detail)
+    bad_paths = {p for p, _ in bad}
+    mtime = np.repeat([m for p, m in listed if p not in bad_paths], counts)  # each row's file's write time
     try:
-        df = _concat(tables).to_pandas()
+        table = _concat(tables)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         # types Arrow cannot unify (text in one file, numbers in another): pandas keeps both as objects
         df = pd.concat([t.to_pandas() for t in tables], ignore_index=True, sort=False)
-    bad_paths = {p for p, _ in bad}
-    mtime = np.repeat([m for p, m in listed if p not in bad_paths], counts)  # each row's file's write time
-    valid = (df["trial_id"].notna() & df["epoch"].notna()).to_numpy()
-    if not valid.all():
-        df, mtime = df[valid], mtime[valid]
+        rows = _unique_sorted_rows(df["trial_id"], df["epoch"], mtime)
+        df = df if rows is None else df.take(rows)
+    else:
+        del tables  # the table holds the same buffers; to_pandas below frees each column once converted
+        rows = _unique_sorted_rows(table.column("trial_id").to_pandas(), table.column("epoch").to_pandas(), mtime)
+        # select on the Arrow table, before conversion: one pass over the strings' bytes instead of two
+        table = table if rows is None else table.take(rows)
+        # split_blocks: one block per column, so no 2-D copy to consolidate them; self_destruct: each Arrow
+        # column is released as soon as it is converted, so the rows are not held twice while converting
+        df = table.to_pandas(split_blocks=True, self_destruct=True)
+        del table
+    df = df.reset_index(drop=True)
     if not pd.api.types.is_string_dtype(df["trial_id"]):
         df["trial_id"] = df["trial_id"].astype(str)
-    df["epoch"] = df["epoch"].astype("int64")
-    # Sort by (trial_id, epoch, file write time) and keep the last of each key: a trial restored from a
-    # checkpoint re-reports the epochs after it, and a row from a newer file wins over an older file's.
-    # numpy on integer codes: ~10x faster than drop_duplicates + sort_values on the strings at 1M rows.
-    codes, _ = pd.factorize(df["trial_id"], sort=True)
-    epoch = df["epoch"].to_numpy()
+    if df["epoch"].dtype != "int64":
+        df["epoch"] = df["epoch"].astype("int64")
+    df.attrs["skipped"] = skipped
+    return df
+
+
+def _unique_sorted_rows(trial_id: pd.Series, epoch: pd.Series, mtime: np.ndarray) -> np.ndarray | None:
+    """Positions of the rows to keep, in (trial_id, epoch) order, or None when that is all rows as they are.
+
+    Rows without a trial id or epoch are dropped. Sorting by (trial_id, epoch, file write time) and keeping the
+    last of each key: a trial restored from a checkpoint re-reports the epochs after it, and a row from a newer
+    file wins over an older file's. numpy on integer codes: an order of magnitude faster than drop_duplicates +
+    sort_values on the strings.
+    """
+    valid = (trial_id.notna() & epoch.notna()).to_numpy()
+    positions = None
+    if not valid.all():
+        positions = np.flatnonzero(valid)
+        trial_id, epoch, mtime = trial_id[valid], epoch[valid], mtime[valid]
+    if not pd.api.types.is_string_dtype(trial_id):
+        trial_id = trial_id.astype(str)  # ids written as numbers sort as the text they become
+    codes, _ = pd.factorize(trial_id, sort=True)
+    epoch = epoch.to_numpy().astype("int64")
     order = np.lexsort((mtime, epoch, codes))
     codes, epoch = codes[order], epoch[order]
     keep = np.ones(len(order), dtype=bool)
     keep[:-1] = (codes[:-1] != codes[1:]) | (epoch[:-1] != epoch[1:])
     if keep.all() and np.array_equal(order, np.arange(len(order))):
-        df = df.reset_index(drop=True)  # already sorted and unique (the usual case): no 1M-row copy
-    else:
-        df = df.take(order[keep]).reset_index(drop=True)
-    df.attrs["skipped"] = skipped
-    return df
+        return positions  # already sorted and unique (the usual case): no copy of the rows
+    rows = order[keep]
+    return rows if positions is None else positions[rows]
 
 
 def _read_parallel(files: list[str], workers: int) -> tuple[list[pa.Table], list[tuple[str, str]], list[int]]:
@@ -162,9 +204,8 @@ def _read_parallel(files: list[str], workers: int) -> tuple[list[pa.Table], list
     ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
     with ProcessPoolExecutor(len(chunks) - 1, mp_context=ctx) as pool:
         pending = [pool.submit(_read_chunk, c) for c in chunks[1:]]
-        # this process reads the first chunk meanwhile: its tables need no concatenation and no transfer
-        tables, bad = _read_many(chunks[0])
-        counts = [t.num_rows for t in tables]
+        # this process reads the first chunk meanwhile: its tables need no transfer
+        tables, bad, counts = _read_many(chunks[0])
         for future in pending:
             table, more_bad, more_counts = future.result()
             if table is not None:
