@@ -37,6 +37,7 @@ from typing import Callable
 from analysis.logs import CONFIG_PREFIX, SEED_COLUMN, config_columns, group_label
 from analysis.render import Section, bullets, fmt_num, fmt_pm, note, paragraph, section, write_page
 from analysis.run import RunData, load_run
+from analysis.runstate import driver_alive, read_status
 from analysis.sections import audit_section, best_epoch_section, compare_section, curves_section, groups_section, \
     isolation_section, pareto_section, size_section, skipped_section, trials_section, tradeoff_section, \
     variants_section
@@ -128,6 +129,22 @@ def _facts(d: RunData) -> list[str]:
     ]
 
 
+def completeness(d: RunData) -> str | None:
+    """The report's first line when the run is not a finished sweep (RUN_DIR/status.json, written by the
+    driver); None when it finished or says nothing (older runs, copied logs)."""
+    status = read_status(d.run_dir)
+    state, total = status.get("state"), status.get("trials")
+    if state in (None, "finished", "failed") or not isinstance(total, int):
+        return None
+    done = int((d.trials["status"] == "terminated").sum())
+    missing = max(total - done, 0)
+    if state == "running" and driver_alive(d.run_dir):
+        return f"In progress: {done} of {total} trials finished; this report shows the rows logged so far."
+    why = "was interrupted" if state == "interrupted" else "stopped without finishing (its driver is gone)"
+    return (f"Incomplete: the sweep {why}; {done} of {total} trials finished, {missing} missing. Continue it with "
+            f"the same command plus --resume --out {d.run_dir}.")
+
+
 def build_report(run_dir: str | Path, out_dir: str | Path | None = None, compare: str | Path | None = None,
                  baseline: str | None = None) -> Path:
     """Write the report for RUN_DIR into OUT_DIR (default RUN_DIR/report) and return index.html's path.
@@ -139,6 +156,8 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, compare
         data.compare = load_run(compare)
     sections = _run_sections(data)
     intro = [bullets(_facts(data)), note(HINDSIGHT)]
+    if (first := completeness(data)) is not None:
+        intro.insert(0, note(first))
     return write_page(out, f"Sweep report: {run_dir.resolve().name}", sections, intro)
 
 
@@ -160,10 +179,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="group label (as in groups.csv) to compare the best group with (default: the group of "
                              "sweep.json's first configuration, else the first group)")
     args = parser.parse_args(argv)
+    out = args.out if args.out is not None else args.run_dir / "report"
     try:
         index = build_report(args.run_dir, args.out, args.compare, args.baseline)
-    except FileNotFoundError as exc:
+    except FileNotFoundError as exc:  # no logs there: the message names the folder and what was expected
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the report folder cannot be written: read-only, full, not a folder
+        print(f"error: cannot write the report to {out} ({exc.strerror or exc}): pass --out with a folder you can "
+              f"write to; the logs were only read", file=sys.stderr)
         return 2
     print(index)
     return 0

@@ -51,7 +51,8 @@ class Plan:
     configs: list[TrialConfig]  # every grid configuration; for a search the baseline first, then samples
     num_samples: int
     search: Search | None
-    values: dict[str, Any]  # the resolved study options as plain values (lists for grid axes), for sweep.json
+    values: dict[str, Any]  # the resolved study options as plain values (lists for grid axes)
+    recipe: dict[str, Any]  # everything that decides the trials, as JSON (sweep.json): what --resume keeps
 
 
 def add_sweep_options(p: argparse.ArgumentParser, name: str) -> None:
@@ -71,9 +72,9 @@ def add_sweep_options(p: argparse.ArgumentParser, name: str) -> None:
                    help="Ray cluster to join (e.g. 'auto' on a cluster node, or ray://HOST:10001); "
                         "default: start a local Ray on this machine")
     g.add_argument("--dry-run", action="store_true", help="print the trial configurations and exit")
-    g.add_argument("--cpus-per-trial", type=float, default=1.0,
+    g.add_argument("--cpus-per-trial", type=float, default=None,
                    help="CPU cores per trial; torch threads are pinned to this (default: 1)")
-    g.add_argument("--gpus-per-trial", default="auto",
+    g.add_argument("--gpus-per-trial", default=None,
                    help="GPUs per trial, fractions allowed (0.25 packs 4 trials on a GPU); "
                         "default: auto = a per-study share when the cluster has GPUs, else 0")
     g.add_argument("--max-failures", type=int, default=2,
@@ -194,7 +195,10 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         try:
             value = json.loads(raw)
         except json.JSONDecodeError:
-            value = raw  # a bare word is a string
+            try:
+                value = float(raw)  # inf, nan: numbers that JSON has no word for (validation rejects them)
+            except ValueError:
+                value = raw  # a bare word is a string
         if isinstance(value, list) and not value:
             raise UserError(f"--set {item}: an empty list runs nothing; give at least one value")
         out[key] = value
@@ -218,19 +222,47 @@ def _domain_text(domain: Any) -> str:
     return domain.domain_str if hasattr(domain, "domain_str") else str(domain)
 
 
-def resolve(study: Study, args: argparse.Namespace) -> Plan:
-    """Merge defaults, study constants, --smoke-test and explicit options into a validated plan."""
+def _plain(value: Any) -> Any:
+    """Flag values as stored: a list of one is that value; JSON-like (tuples → lists)."""
+    if isinstance(value, (list, tuple)):
+        return _plain(value[0]) if len(value) == 1 else [_plain(v) for v in value]
+    return value
+
+
+def resolve(study: Study, args: argparse.Namespace, stored: dict[str, Any] | None = None) -> Plan:
+    """Merge defaults, study constants, --smoke-test and explicit options into a validated plan.
+
+    `stored` is the recipe of the sweep being resumed (sweep.json's "recipe"): the sweep resumes as it started, so
+    the plan comes from it, and an explicit option that disagrees with it is an error listing every difference."""
     cls = study.config_cls
     fields = [f.name for f in dataclasses.fields(cls)]
-    flags = {k: getattr(args, k) for k in fields if hasattr(args, k)}
+    flags = {k: _plain(getattr(args, k)) for k in fields if hasattr(args, k)}
     overrides = parse_overrides(getattr(args, "overrides", []))
     for key in sorted(flags.keys() & overrides.keys()):
         raise UserError(f"{flag_name(key)} and --set {key}=... both set {key}: keep one")
-    smoke = study.smoke if getattr(args, "smoke_test", False) else {}
-    values = {**cls().to_dict(), **study.defaults, **smoke, **flags, **overrides}
+    explicit = {**flags, **overrides}
+    smoke_test = bool(getattr(args, "smoke_test", False))
+    search_given = {f.name: getattr(args, f.name) for f in dataclasses.fields(SearchOptions) if hasattr(args, f.name)}
+    tuned = [k for k in (study.search.optional if study.search else {}) if getattr(args, f"tune_{k}", False)]
+    resources = {k: getattr(args, k) for k in ("cpus_per_trial", "gpus_per_trial") if getattr(args, k) is not None}
+
+    if stored is not None:
+        _check_unchanged(stored, explicit, smoke_test, search_given, tuned, resources)
+        values = dict(stored["options"])
+        search_options = (stored.get("search") or {}).get("options", {})
+        tuned = (stored.get("search") or {}).get("tuned", [])
+        resources = {"cpus_per_trial": stored["cpus_per_trial"], "gpus_per_trial": stored["gpus_per_trial"]}
+    else:
+        smoke = study.smoke if smoke_test else {}
+        values = {k: _plain(v) for k, v in {**cls().to_dict(), **study.defaults, **smoke, **explicit}.items()}
+        search_options = {**study.search.options, **(study.search.smoke if smoke_test else {}), **search_given} \
+            if study.search else {}
+        resources = {"cpus_per_trial": 1.0, "gpus_per_trial": "auto", **resources}
     # unknown keys (only --set can name them) get the config's own message from validation below
     order = fields + [k for k in values if k not in fields]
     values = {k: values[k] for k in order if k in values}
+    recipe = {"options": values, "smoke_test": smoke_test if stored is None else stored.get("smoke_test", False),
+              **resources, "search": None}
 
     search = None
     if study.search is None:
@@ -238,34 +270,58 @@ def resolve(study: Study, args: argparse.Namespace) -> Plan:
         configs = [cls.from_dict(v) for v in expand(space)]
         num_samples = 1
     else:
-        search = _resolve_search(study.search, args, values, set(flags) | set(overrides))
+        search = _resolve_search(study.search, values, search_options, tuned, set(explicit) if stored is None
+                                 else set(stored["search"].get("fixed", [])))
         fixed = {k: v for k, v in values.items() if k not in search.space}
-        space = {**{k: v for k, v in fixed.items()}, **search.space}
+        space = {**fixed, **search.space}
         configs = _validate_search(cls, fixed, search)
         num_samples = search.num_samples
-    return Plan(param_space=space, configs=configs, num_samples=num_samples, search=search, values=values)
+        recipe["search"] = {"options": search_options, "tuned": tuned,
+                            "fixed": sorted(set(study.search.space) - set(search.space))}
+    return Plan(param_space=space, configs=configs, num_samples=num_samples, search=search, values=values,
+                recipe=recipe)
 
 
-def _resolve_search(spec: SearchSpace, args: argparse.Namespace, values: dict[str, Any],
-                    explicit: set[str]) -> Search:
+def _check_unchanged(stored: dict[str, Any], explicit: dict[str, Any], smoke_test: bool,
+                     search_given: dict[str, Any], tuned: list[str], resources: dict[str, Any]) -> None:
+    """--resume continues a sweep as it started: every given option must agree with its recipe."""
+    diffs = []
+    for key, value in explicit.items():
+        was = stored["options"].get(key, "(not set)")
+        if value != was:
+            diffs.append(f"{key} {json.dumps(was)} → {json.dumps(value)}")
+    if smoke_test and not stored.get("smoke_test"):
+        diffs.append("--smoke-test (the sweep started without it)")
+    search = stored.get("search") or {}
+    for key, value in search_given.items():
+        was = search.get("options", {}).get(key, SearchOptions().to_dict()[key])
+        if value != was:
+            diffs.append(f"{flag_name(key)} {was} → {value}")
+    diffs += [f"--tune-{k.replace('_', '-')} (not searched when the sweep started)"
+              for k in tuned if k not in search.get("tuned", [])]
+    for key, value in resources.items():
+        if str(value) != str(stored.get(key)):
+            diffs.append(f"{flag_name(key)} {stored.get(key)} → {value}")
+    if diffs:
+        raise UserError(f"--resume continues the sweep as it started, and these options differ from its "
+                        f"sweep.json: {'; '.join(diffs)}. Resume without them, or start a new sweep with --out")
+
+
+def _resolve_search(spec: SearchSpace, values: dict[str, Any], options: dict[str, Any], tuned: list[str],
+                    fixed: set[str]) -> Search:
     for key, value in values.items():
-        if isinstance(value, (list, tuple)):
+        if isinstance(value, list):
             raise UserError(f"a search runs one configuration per trial: give {key} one value, not {value}")
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(SearchOptions) if hasattr(args, f.name)}
-    smoke = spec.smoke if getattr(args, "smoke_test", False) else {}
-    options = SearchOptions.from_dict({**spec.options, **smoke, **given})
-    space = dict(spec.space)
-    for key, domain in spec.optional.items():
-        if getattr(args, f"tune_{key}", False):
-            space[key] = domain()
-    for key in explicit & set(space):  # an explicit value fixes a searched key for every trial
+    settings = SearchOptions.from_dict(options)
+    space = {**spec.space, **{key: spec.optional[key]() for key in tuned}}
+    for key in fixed & set(space):  # an explicit value fixes a searched key for every trial
         del space[key]
         print(f"note: {key} is fixed at {values[key]!r}, so it is not searched", file=sys.stderr)
     if not space:
         raise UserError(f"nothing left to search: every searched key ({', '.join(spec.space)}) was given a value")
-    return Search(space=space, baseline={k: spec.baseline[k] for k in space}, num_samples=options.num_samples,
-                  max_concurrent=options.max_concurrent, seed=options.search_seed, asha=options.asha_tuple,
-                  plateau=options.plateau)
+    return Search(space=space, baseline={k: spec.baseline[k] for k in space}, num_samples=settings.num_samples,
+                  max_concurrent=settings.max_concurrent, seed=settings.search_seed, asha=settings.asha_tuple,
+                  plateau=settings.plateau)
 
 
 def _validate_search(cls: type[TrialConfig], fixed: dict[str, Any], search: Search) -> list[TrialConfig]:
@@ -282,11 +338,12 @@ def _validate_search(cls: type[TrialConfig], fixed: dict[str, Any], search: Sear
     return configs
 
 
-def describe(study: Study, plan: Plan, args: argparse.Namespace, gpus: float | None) -> list[str]:
+def describe(study: Study, plan: Plan) -> list[str]:
     """What --dry-run prints: the trial count and resources, the search settings, then the configurations."""
     count = f"{plan.num_samples} searched trials" if plan.search else f"{len(plan.configs)} trial configuration(s)"
-    lines = [f"{study.name}: {count}; resources per trial: "
-             f"{args.cpus_per_trial:g} CPU, {'auto' if gpus is None else f'{gpus:g}'} GPU"]
+    gpus = plan.recipe["gpus_per_trial"]
+    lines = [f"{study.name}: {count}; resources per trial: {plan.recipe['cpus_per_trial']:g} CPU, "
+             f"{gpus if gpus == 'auto' else f'{float(gpus):g}'} GPU"]
     if plan.search is not None:
         s = plan.search
         lines.append(f"Optuna TPE search (seed {s.seed}): {s.num_samples} trials, {s.max_concurrent} at once; "

@@ -5,7 +5,12 @@ of adding a second one; the file is rewritten through a temporary file and a ren
 sweep killed at any moment leaves complete files. On a resumed sweep the callback starts from the rows already
 on disk. `pandas.read_parquet(RUN_DIR / "logs")` reads the whole run.
 
-    RunConfig(callbacks=[ParquetLogger(run_dir / "logs", config_types=STNConfig.field_types())])
+Without an explicit folder, the callback writes beside the experiment it belongs to: `logs/` next to the trial's
+experiment folder (RUN_DIR/tune), asked of each trial. Tune pickles this callback into the experiment's state,
+so a stored absolute path would send a moved or copied run's rows back to the original folder on --resume.
+
+    RunConfig(callbacks=[ParquetLogger(config_types=STNConfig.field_types())])   # RUN_DIR/logs/<trial_id>.parquet
+    ParquetLogger(tmp_path / "logs")                                              # an explicit folder (tests)
 """
 from __future__ import annotations
 
@@ -40,17 +45,18 @@ def _arrow_type(tp: Any) -> pa.DataType | None:
 
 
 class ParquetLogger(tune.Callback):
-    """Writes `logs_dir/<trial_id>.parquet` after every result; status: running, terminated or error.
+    """Writes `<logs folder>/<trial_id>.parquet` after every result; status: running, terminated or error.
 
     `config_types` (name → Python type, e.g. `Config.field_types()`) fixes the Arrow type of each
     `config/<name>` column, so files where an optional value is None still share one schema with the rest.
     `resources` ({"cpu": 2, "gpu": 0.25}, what `tune.with_resources` got) fills the cpus and gpus columns.
     """
 
-    def __init__(self, logs_dir: str | Path, config_types: dict[str, Any] | None = None,
+    def __init__(self, logs_dir: str | Path | None = None, config_types: dict[str, Any] | None = None,
                  early_stop_reason: Callable[[str], str] | None = None,
                  resources: dict[str, float] | None = None):
-        self.logs_dir = Path(logs_dir)
+        self.logs_dir = None if logs_dir is None else Path(logs_dir)
+        self._dirs: dict[str, Path] = {}  # trial_id → its logs folder, found when the trial first reports
         resources = resources or {}
         self.resources = {"cpus": _float_or_none(resources.get("cpu")), "gpus": _float_or_none(resources.get("gpu"))}
         # trial_id → why a trial that ended before its epoch budget was stopped (asha, plateau)
@@ -63,6 +69,7 @@ class ParquetLogger(tune.Callback):
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
         if "epoch" not in result:  # only per-epoch reports become rows
             return
+        self._locate(trial)
         rows = self._trial_rows(trial.trial_id)
         rows[int(result["epoch"])] = self.make_row(trial.trial_id, trial.config, result)
         state = self._trial_state(trial)
@@ -72,6 +79,7 @@ class ParquetLogger(tune.Callback):
         self._write(trial.trial_id)
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        self._locate(trial)
         state = self._trial_state(trial)
         reason = state.get("stop_reason")
         if reason is None:
@@ -84,10 +92,12 @@ class ParquetLogger(tune.Callback):
         self._finish(trial.trial_id)
 
     def on_trial_recover(self, iteration: int, trials: list, trial, **info) -> None:
+        self._locate(trial)
         self._trial_state(trial)["error"] = _last_error_line(trial)  # retried; the rows so far stay
         self._finish(trial.trial_id)
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        self._locate(trial)
         self._trial_state(trial).update(status="error", stop_reason="error", error=_last_error_line(trial))
         self._finish(trial.trial_id)  # rows already written stay
 
@@ -125,10 +135,15 @@ class ParquetLogger(tune.Callback):
         if self._trial_rows(trial_id):
             self._write(trial_id)
 
+    def _locate(self, trial) -> None:
+        if trial.trial_id not in self._dirs:
+            self._dirs[trial.trial_id] = self.logs_dir or Path(trial.storage.experiment_fs_path).parent / "logs"
+
     def _path(self, trial_id: str) -> Path:
-        return self.logs_dir / f"{trial_id}.parquet"
+        return self._dirs[trial_id] / f"{trial_id}.parquet"
 
     def table(self, trial_id: str) -> pa.Table:
+        """The trial's rows as written (after the trial has reported through a hook)."""
         state = self._trial.get(trial_id, {})
         trial_values = {"status": state.get("status", "running"), "stop_reason": state.get("stop_reason"),
                         "error": state.get("error"), "failures": state.get("failures", 0), **self.resources}
@@ -156,7 +171,7 @@ class ParquetLogger(tune.Callback):
 
     def _write(self, trial_id: str) -> None:
         """Rewrite the trial's file through a hidden temporary file and a rename."""
-        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self._path(trial_id).parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(self._path(trial_id)) as tmp:  # readers see the old file or the new one, never half
             pq.write_table(self.table(trial_id), tmp, **WRITE_OPTIONS)
 

@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import shlex
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from analysis.files import atomic_write
-from sweeps.options import Plan, build_parser, describe, resolve, resolved_args
+from analysis.runstate import RunLock, RunLocked, write_status
+from sweeps.options import build_parser, describe, resolve, resolved_args
+from sweeps.resources import check_address, check_fits
 from sweeps.search import build_search
 from sweeps.study import Study
 from trainables.errors import UserError
@@ -52,11 +56,20 @@ def check_writable(run_dir: Path) -> None:
                         f"write to") from None
 
 
+class _NoRestoreHint(logging.Filter):
+    """Tune's own resume advice (`Tuner.restore(path=...)`) is not how a sweep resumes: the runner prints the
+    sweep's command with --resume instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tuner.restore(" not in record.getMessage()
+
+
 def start_ray(address: str | None):
     """Join the cluster at `address`, or start a local Ray whose dashboard (when ray[default] is installed)
     listens on 127.0.0.1 only: the dashboard can run jobs, so it must not face the network."""
     import ray
 
+    logging.getLogger("ray.tune.tune").addFilter(_NoRestoreHint())
     if address:
         return ray.init(address=address, configure_logging=True, logging_level="WARNING")
     return ray.init(dashboard_host="127.0.0.1", configure_logging=True, logging_level="WARNING")
@@ -64,40 +77,121 @@ def start_ray(address: str | None):
 
 def run_study(study: Study, argv: list[str] | None = None) -> int:
     """Parse the command line, then run (or resume) the sweep; returns the process exit code: 0 ok, 1 some trials
-    failed, 2 bad input (one `error:` line)."""
+    failed or the environment failed (disk full, lost cluster), 2 bad input, 130 interrupted (Ctrl-C). Every
+    failure is one `error:` line."""
     args = build_parser(study).parse_args(argv)
     try:
-        plan = resolve(study, args)
-        return _run(study, plan, args)
+        return _run(study, args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except RunLocked as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # before the Tuner runs, or a second Ctrl-C during its last snapshot
+        print(f"\ninterrupted: {_continue_hint(args)}", file=sys.stderr)
+        return 130
+    except OSError as err:
+        # disk full, a folder gone, permissions changed mid-run: the logs are written atomically, so what is there
+        # is whole
+        where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+        print(f"error: {err.strerror or err}{where}; the logs written so far are intact: fix that and "
+              f"{_continue_hint(args)}", file=sys.stderr)
+        return 1
 
 
-def _run(study: Study, plan: Plan, args: argparse.Namespace) -> int:
-    gpus = parse_gpus(args.gpus_per_trial)
-    if args.cpus_per_trial <= 0:
-        raise UserError(f"--cpus-per-trial {args.cpus_per_trial}: must be > 0")
+def _continue_hint(args: argparse.Namespace) -> str:
+    """The exact command that continues this sweep."""
+    return f"continue with: {shlex.join(continue_command(args))}"
+
+
+def continue_command(args: argparse.Namespace) -> list[str]:
+    """This process's command line with --resume and --out RUN_DIR (absolute), --dry-run dropped."""
+    argv, out, skip = list(sys.argv[1:]), [], False
+    for item in argv:
+        if skip:
+            skip = False
+            continue
+        if item in ("--out", "--resume", "--dry-run"):
+            skip = item == "--out"
+            continue
+        if item.startswith("--out="):
+            continue
+        out.append(item)
+    script = sys.argv[0] if sys.argv and sys.argv[0].endswith(".py") else f"sweeps/{args.out.name}.py"
+    return ["python", script, *out, "--resume", "--out", str(args.out.expanduser().resolve())]
+
+
+def _stored_recipe(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((run_dir / "sweep.json").read_text()).get("recipe")
+    except (OSError, ValueError):
+        return None
+
+
+def _check_numbers(args: argparse.Namespace, plan) -> float | None:
+    """Resources and retries: one line for a value that cannot work. Returns the GPUs per trial (None: auto)."""
+    gpus = parse_gpus(str(plan.recipe["gpus_per_trial"]))
+    if not plan.recipe["cpus_per_trial"] > 0:
+        raise UserError(f"--cpus-per-trial {plan.recipe['cpus_per_trial']}: must be > 0")
+    if args.max_failures < 0:
+        raise UserError(f"--max-failures {args.max_failures}: must be >= 0 (0: no retries)")
+    seen: dict[str, int] = {}
+    for i, cfg in enumerate(plan.configs if plan.search is None else [], 1):
+        key = json.dumps(cfg.to_dict(), sort_keys=True)
+        if key in seen:
+            raise UserError(f"trials {seen[key]} and {i} have the same configuration ({key}): a repeated value "
+                            f"(e.g. --seeds 0 0) runs the same trial twice; give each value once")
+        seen[key] = i
+    return gpus
+
+
+def _experiment_trials(experiment: Path) -> dict[str, str]:
+    """Trial id → status in Tune's newest experiment snapshot ({} when there is none)."""
+    for state in sorted(experiment.glob("experiment_state-*.json"), reverse=True):
+        try:
+            trial_data = json.loads(state.read_text())["trial_data"]
+            return {t["trial_id"]: t["status"] for t in (json.loads(a) for a, _ in trial_data)}
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return {}
+
+
+def _run(study: Study, args: argparse.Namespace) -> int:
+    run_dir = args.out.expanduser().resolve()
+    stored = _stored_recipe(run_dir) if args.resume else None
+    plan = resolve(study, args, stored)
+    gpus = _check_numbers(args, plan)
+    cpus = float(plan.recipe["cpus_per_trial"])
     if args.dry_run:
-        print("\n".join(describe(study, plan, args, gpus)))
+        print("\n".join(describe(study, plan)))
         return 0
 
-    run_dir = args.out.expanduser().resolve()
     check_writable(run_dir)
+    with RunLock(run_dir):
+        return _run_locked(study, args, plan, run_dir, cpus, gpus)
+
+
+def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpus: float,
+                gpus: float | None) -> int:
     experiment = run_dir / TUNE_DIR
-
-    import ray
-    from ray import tune
-
-    from sweeps.parquet_logger import ParquetLogger
-
-    restoring = experiment.exists() and tune.Tuner.can_restore(experiment)
+    restoring = (experiment / "tuner.pkl").exists()
     if restoring and not args.resume:
         raise UserError(f"{run_dir} already holds a sweep: pass --resume to continue it, or --out NEW_DIR to "
                         f"start another")
     if args.resume and not restoring:
         print(f"note: nothing to resume in {run_dir}; starting a new sweep")
+    total = plan.num_samples if plan.search else len(plan.configs)
+    if restoring:
+        statuses = _experiment_trials(experiment)
+        if len(statuses) >= total and all(s == "TERMINATED" for s in statuses.values()):
+            print(f"{study.name}: the sweep in {run_dir} already finished ({len(statuses)} trials); nothing to "
+                  f"resume")
+            write_status(run_dir, "finished", trials=total, finished=len(statuses))
+            _write_report(args, run_dir)
+            return 0
 
+    check_address(args.address)  # one line for an address that does not answer, before the data load
     # --resume restarts each trial from the newest checkpoint named in Tune's experiment snapshot, which Tune
     # writes every 10 s by default: a driver killed in between would cost the newer epochs. The snapshot is a
     # small JSON file, so take it every 2 s (set TUNE_GLOBAL_CHECKPOINT_S to override).
@@ -109,6 +203,11 @@ def _run(study: Study, plan: Plan, args: argparse.Namespace) -> int:
     print(f"data: {getattr(data, 'describe', lambda: type(data).__name__)()} "
           f"(loaded in {time.perf_counter() - t0:.1f} s)")
 
+    import ray
+    from ray import tune
+
+    from sweeps.parquet_logger import ParquetLogger
+
     start_ray(args.address)
     try:
         if gpus is None:
@@ -116,14 +215,17 @@ def _run(study: Study, plan: Plan, args: argparse.Namespace) -> int:
             if gpus == 0 and args.address:
                 print("note: the cluster has no GPU right now, so trials get none; an autoscaling cluster adds "
                       "GPU workers only when asked: pass --gpus-per-trial (e.g. 1 or 0.25)")
-        resources = {"cpu": args.cpus_per_trial, "gpu": gpus}
+        resources = {"cpu": cpus, "gpu": gpus}
+        # a trial no node can ever hold would wait forever (the feature task asks for the same)
+        if note := check_fits(resources, local=not args.address):
+            print(note)
         shared = study.prepare(data, plan.configs, resources, args) if study.prepare is not None else {}
         trainable = tune.with_resources(tune.with_parameters(study.trainable, data=data, **shared), resources)
-        print(f"{study.name}: {len(plan.configs)} trial(s), {args.cpus_per_trial:g} CPU + {gpus:g} GPU each; "
+        print(f"{study.name}: {total} trial(s), {cpus:g} CPU + {gpus:g} GPU each; "
               f"cluster: {ray.cluster_resources().get('CPU', 0):g} CPU, {ray.cluster_resources().get('GPU', 0):g} GPU")
         if not restoring:  # a resumed sweep keeps its first configuration (Tune ignores a changed space)
             atomic_write(run_dir / "sweep.json", json.dumps({
-                "sweep": study.name, "argv": sys.argv, "args": resolved_args(args), "options": plan.values,
+                "sweep": study.name, "argv": sys.argv, "args": resolved_args(args), "recipe": plan.recipe,
                 "resources_per_trial": resources, "configs": [c.to_dict() for c in plan.configs]},
                 indent=2, default=str) + "\n")
         search_alg = scheduler = stopper = early_stop_reason = None
@@ -140,22 +242,40 @@ def _run(study: Study, plan: Plan, args: argparse.Namespace) -> int:
                                             search_alg=search_alg, scheduler=scheduler),
                 run_config=tune.RunConfig(
                     name=TUNE_DIR, storage_path=str(run_dir), stop=stopper,
-                    callbacks=[ParquetLogger(run_dir / "logs", config_types=study.config_cls.field_types(),
+                    # no folder given: the logger writes beside the experiment, wherever RUN_DIR is by then
+                    callbacks=[ParquetLogger(config_types=study.config_cls.field_types(),
                                              early_stop_reason=early_stop_reason, resources=resources)],
                     failure_config=tune.FailureConfig(max_failures=args.max_failures),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=study.keep_checkpoints),
                     verbose=1,
                 ),
             )
-        results = tuner.fit()
+        write_status(run_dir, "running", trials=total, finished=0)
+        # A first Ctrl-C is Tune's: it stops the trials, snapshots the experiment and returns; a second one raises
+        # KeyboardInterrupt here, and the snapshot taken every 2 s is what --resume continues from.
+        try:
+            results = tuner.fit()
+        except KeyboardInterrupt:
+            write_status(run_dir, "interrupted", trials=total)
+            raise
     finally:
         ray.shutdown()
-    return _summarize(args, study, run_dir, results, time.perf_counter() - t0)
+    return _summarize(args, study, run_dir, results, time.perf_counter() - t0, total)
 
 
-def _summarize(args, study: Study, run_dir: Path, results, seconds: float) -> int:
-    n_err = len(results.errors)
-    print(f"\n{study.name}: {len(results)} trial(s) in {seconds:.0f} s, {n_err} failed")
+def _summarize(args, study: Study, run_dir: Path, results, seconds: float, total: int) -> int:
+    # Counted from Tune's final snapshot: after a Ctrl-C, Tune's in-memory trials read TERMINATED once their
+    # actors are stopped, while the snapshot keeps what they were (RUNNING, PENDING).
+    statuses = list(_experiment_trials(run_dir / TUNE_DIR).values()) or [
+        "TERMINATED" if r.error is None else "ERROR" for r in results]
+    finished, n_err = statuses.count("TERMINATED"), statuses.count("ERROR")
+    # trials neither finished nor failed (stopped mid-way, or never started): the sweep was interrupted
+    unfinished = max(total, len(statuses)) - finished - n_err
+    interrupted = unfinished > 0
+    write_status(run_dir, "interrupted" if interrupted else "failed" if n_err else "finished", trials=total,
+                 finished=finished, failed=n_err)
+    print(f"\n{study.name}: {finished} of {total} trial(s) finished in {seconds:.0f} s, {n_err} failed"
+          + (f", {unfinished} did not finish (interrupted)" if interrupted else ""))
     try:
         best = results.get_best_result(metric=study.metric, mode=study.mode, scope="all")
         print(f"best {study.metric} over all epochs: {best.metrics_dataframe[study.metric].max():.4f} "
@@ -166,11 +286,20 @@ def _summarize(args, study: Study, run_dir: Path, results, seconds: float) -> in
         if result.error is not None:
             print(f"  failed trial in {result.path}: {str(result.error).strip().splitlines()[-1]}")
     print(f"logs: {run_dir / 'logs'} (pandas.read_parquet reads it whole)")
-    if not args.no_report:
-        from analysis.report import build_report
-
-        try:
-            print(f"report: {build_report(run_dir)}")
-        except Exception as err:  # the sweep's logs are safe; a report problem must not hide that
-            print(f"warning: the report could not be written ({err}); run python -m analysis.report {run_dir}")
+    _write_report(args, run_dir)
+    if interrupted:
+        print(f"interrupted: {finished} of {total} trials finished, {unfinished} did not; {_continue_hint(args)}",
+              file=sys.stderr)
+        return 130
     return 1 if n_err else 0
+
+
+def _write_report(args, run_dir: Path) -> None:
+    if args.no_report:
+        return
+    from analysis.report import build_report
+
+    try:
+        print(f"report: {build_report(run_dir)}")
+    except Exception as err:  # the sweep's logs are safe; a report problem must not hide that
+        print(f"warning: the report could not be written ({err}); run python -m analysis.report {run_dir}")

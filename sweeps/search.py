@@ -134,12 +134,28 @@ class PrunedAwareOptunaSearch(OptunaSearch):
             return super().on_trial_complete(trial_id, result, error)
         self._completed_trials.add(trial_id)
 
+    # Where this driver's study lives (RUN_DIR/optuna.db), set by build_search. The saved searcher state holds the
+    # storage URL of the run's first driver; a run folder moved or copied since must not write there.
+    study_file: Path | None = None
+
     def restore(self, checkpoint_path: str) -> None:
         super().restore(checkpoint_path)
+        if self.study_file is not None:
+            self._rebind(f"sqlite:///{self.study_file}")
         known = {t.number for t in self._ot_trials.values()}
         for frozen in self._ot_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             if frozen.number not in known:  # asked after the last snapshot: Tune will ask again
                 self._ot_study.tell(frozen.number, state=optuna.trial.TrialState.FAIL)
+
+
+    def _rebind(self, url: str) -> None:
+        """Point the study, and every trial handle Tune keeps, at the study stored at `url`."""
+        if getattr(self._storage, "url", None) == url:
+            return
+        self._storage = optuna.storages.RDBStorage(url)
+        self._ot_study = optuna.load_study(study_name=self._ot_study.study_name, storage=self._storage,
+                                           sampler=self._sampler)
+        self._ot_trials = {tid: optuna.Trial(self._ot_study, t._trial_id) for tid, t in self._ot_trials.items()}
 
 
 class RecordingPlateauStopper(TrialPlateauStopper):
@@ -159,6 +175,7 @@ class RecordingPlateauStopper(TrialPlateauStopper):
 def build_search(search: Search, run_dir: Path, metric: str, mode: str, max_epochs: int):
     """(search_alg, scheduler, stopper, early_stop_reason) for the Tuner and the Parquet logger."""
     storage = optuna.storages.RDBStorage(f"sqlite:///{run_dir / STUDY_FILE}")
+    PrunedAwareOptunaSearch.study_file = run_dir / STUDY_FILE
     searcher = PrunedAwareOptunaSearch(metric=metric, mode=mode, points_to_evaluate=[search.baseline],
                                        max_epochs=max_epochs,
                                        sampler=optuna.samplers.TPESampler(seed=search.seed),

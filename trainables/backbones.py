@@ -15,6 +15,7 @@ PyTorch's default init, U(-sqrt(k), sqrt(k)) with k = 1/in_features. Everything 
 from __future__ import annotations
 
 import collections
+import functools
 import os
 from pathlib import Path
 from urllib.parse import urlparse
@@ -24,8 +25,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from trainables.errors import UserError
 from trainables.data import MNIST_MEAN, MNIST_STD
+from trainables.errors import UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -83,6 +84,21 @@ def ensure_weights(name: str, weights: str) -> None:
             f"ImageNet weights for {name} are not cached and could not be downloaded ({cause}). Expected the file "
             f"{path} (from {imagenet_weights(name).url}): copy it there, or run with --weights none (random init, "
             f"for tests and offline demos) or --weights PATH (a local state_dict file)") from None
+
+
+@functools.lru_cache(maxsize=None)
+def check_input_size(name: str, image_size: int) -> None:
+    """One `UserError` line when `name` cannot take `image_size` px inputs (a ViT is built for one size, small
+    CNNs pool an image away). Shapes only: the model is built and run on the meta device, with no weights."""
+    with torch.device("meta"):
+        model = torchvision.models.get_model(name, weights=None)
+        try:
+            model.eval()(torch.zeros(1, 3, image_size, image_size))
+        except Exception as err:  # torchvision's own assertion or a shape error says why
+            why = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            fixed = getattr(model, "image_size", None)
+            fix = f"--image-size {fixed}" if isinstance(fixed, int) else "a larger --image-size (224 works for all)"
+            raise UserError(f"model {name} cannot take {image_size} px images ({why}): pass {fix}") from None
 
 
 def load_backbone(name: str, weights: str) -> tuple[nn.Module, int]:

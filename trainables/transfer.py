@@ -20,7 +20,8 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
-from trainables.backbones import TransferNet, classification_models, compute_features, ensure_weights, load_backbone
+from trainables.backbones import (TransferNet, check_input_size, classification_models, compute_features,
+                                  ensure_weights, load_backbone)
 from trainables.config import ConfigError, SGDConfig
 from trainables.data import MnistData, stratified_subset
 from trainables.loop import Reporter, TuneReporter, fit, make_sgd, pick_device, pin_threads, trial_resources
@@ -58,6 +59,7 @@ class TransferConfig(SGDConfig):
     def check_data(self, data: MnistData) -> None:
         """Enough images per digit, and weights that can be loaded (downloaded now if needed)."""
         super().check_data(data)
+        check_input_size(self.model, self.image_size)
         ensure_weights(self.model, self.weights)
 
     @property
