@@ -2,7 +2,8 @@
 
 `train_one_epoch` and `evaluate` are plain functions over in-memory tensors that return metric dicts;
 `fit` runs them epoch by epoch with a resumable state and hands each epoch's metrics to a reporter
-(`TuneReporter` inside a Ray Tune trial, `MemoryReporter` in notebooks, tests and benchmarks).
+(`TuneReporter` inside a Ray Tune trial, `MemoryReporter` in notebooks, tests and benchmarks). `TuneReporter`
+resumes from the newest checkpoint that loads (`newest_readable_state`): unreadable ones are reported and skipped.
 
     from trainables.loop import fit, MemoryReporter
     rep = MemoryReporter()
@@ -14,11 +15,14 @@ from __future__ import annotations
 
 import math
 import os
+import re
+import sys
 import tempfile
 import time
 import warnings
+import zipfile
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Iterable, Mapping, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -157,13 +161,127 @@ class MemoryReporter:
             self.arrays = arrays
 
 
+STATE_FILE = "state.pt"
+_CHECKPOINT_DIR = re.compile(r"checkpoint_(\d+)")
+
+
+class UnreadableCheckpoint(Exception):
+    """A checkpoint folder whose training state cannot be used; the message says why."""
+
+
+def _is_epoch(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def checkpoint_index(path: str | Path) -> int:
+    """N of a Tune checkpoint folder `checkpoint_N`; -1 for any other name."""
+    m = _CHECKPOINT_DIR.fullmatch(Path(path).name)
+    return int(m.group(1)) if m else -1
+
+
+def _check_records(file: Path) -> None:
+    """Read every record of a torch file (a zip archive) against the CRC-32 torch stored for it: torch.load
+    itself does not check them, so a damaged tensor would load as wrong numbers."""
+    try:
+        with zipfile.ZipFile(file) as archive:
+            for info in archive.infolist():
+                if info.CRC == 0:  # saved with torch's CRC-32 switched off: nothing to check against
+                    continue
+                with archive.open(info) as f:
+                    while f.read(1 << 20):
+                        pass
+    except zipfile.BadZipFile as err:
+        raise UnreadableCheckpoint(f"{STATE_FILE} is truncated or damaged: {err}") from None
+
+
+def load_state(checkpoint_dir: str | Path) -> dict[str, Any]:
+    """The training state in `checkpoint_dir`/state.pt, loaded as data only (weights_only: never code to run).
+
+    Raises UnreadableCheckpoint, saying why, when the file is missing, empty, truncated, damaged, not a torch
+    file, or holds no state with an epoch."""
+    file = Path(checkpoint_dir) / STATE_FILE
+    if not file.is_file():
+        raise UnreadableCheckpoint(f"no {STATE_FILE}")
+    try:
+        if file.stat().st_size == 0:
+            raise UnreadableCheckpoint(f"{STATE_FILE} is empty")
+        _check_records(file)
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except UnreadableCheckpoint:
+        raise
+    except Exception as err:  # whatever torch, pickle or the OS raise for a bad file
+        why = (str(err).strip().splitlines() or [""])[0][:200]
+        raise UnreadableCheckpoint(f"{STATE_FILE} does not load: {type(err).__name__}"
+                                   + (f": {why}" if why else "")) from None
+    if not (isinstance(state, dict) and _is_epoch(state.get("epoch"))):
+        raise UnreadableCheckpoint(f"{STATE_FILE} holds no training state with an epoch")
+    return state
+
+
+def _say(line: str) -> None:
+    # A trial's stderr reaches the driver's output, prefixed with the trial's name and process.
+    print(line, file=sys.stderr, flush=True)
+
+
+def newest_readable_state(dirs: Iterable[str | Path], *, trial: str = "?",
+                          say: Callable[[str], None] = _say) -> tuple[Path, dict[str, Any]] | None:
+    """(folder, state) of the newest of the checkpoint folders `dirs` (by N in checkpoint_N) whose state loads;
+    None when none does (the trial starts from scratch).
+
+    Each folder skipped is reported once through `say`, one line naming the trial, the folder and why; the last
+    such line also says where the trial resumes."""
+    lines: list[str] = []
+    found = None
+    for d in sorted(map(Path, dirs), key=checkpoint_index, reverse=True):
+        try:
+            found = d, load_state(d)
+            break
+        except UnreadableCheckpoint as why:
+            lines.append(f"warning: trial {trial}: checkpoint {d} is unreadable ({why}), skipped")
+    if lines:
+        lines[-1] += (f"; resuming from {found[0].name} (epoch {found[1]['epoch']})" if found is not None
+                      else "; no readable checkpoint left, starting from epoch 1")
+        for line in lines:
+            say(line)
+    return found
+
+
+def older_checkpoints(checkpoint_dir: Path) -> list[Path]:
+    """The checkpoint_N folders beside `checkpoint_dir` (its trial's folder) with a smaller N.
+
+    Only older ones: a newer folder is one a killed driver's snapshot never recorded, so its epochs may be missing
+    from the logs, and Tune hands out its index again (overwriting it) as the trial goes on."""
+    index = checkpoint_index(checkpoint_dir)
+    try:
+        siblings = list(checkpoint_dir.parent.iterdir())
+    except OSError:
+        return []
+    return [p for p in siblings if p.is_dir() and 0 <= checkpoint_index(p) < index]
+
+
+def _trial_id() -> str:
+    try:
+        from ray import tune
+
+        with warnings.catch_warnings():  # outside Tune, Ray warns and returns None
+            warnings.simplefilter("ignore")
+            return tune.get_context().get_trial_id() or "?"
+    except Exception:  # Ray missing or no Tune session
+        return "?"
+
+
 class TuneReporter:
-    """Reports to Ray Tune with a checkpoint every epoch and restores from the trial's latest one.
+    """Reports to Ray Tune with a checkpoint every epoch and restores from the trial's newest readable one.
 
     Inspection arrays, when given, go into the same checkpoint as `inspection.npz` (plain NumPy), so
-    `analysis` can read what a trained model does without importing torch."""
+    `analysis` can read what a trained model does without importing torch.
 
-    FILE = "state.pt"
+    A checkpoint whose state.pt is missing, empty, truncated or damaged (torch stores a CRC-32 per record, checked
+    on restore) is reported in one line on the trial's stderr and skipped: the trial resumes from the newest older
+    checkpoint in its folder that loads, or from scratch. Restoring never raises for a bad checkpoint: a retry that
+    Tune starts from the same checkpoint falls back the same way instead of failing on it again."""
+
+    FILE = STATE_FILE
     ARRAYS = "inspection.npz"
 
     def restore(self) -> dict[str, Any] | None:
@@ -173,13 +291,21 @@ class TuneReporter:
         if checkpoint is None:
             return None
         with checkpoint.as_directory() as d:
-            # weights_only: a checkpoint is data, never code to run.
-            return torch.load(Path(d) / self.FILE, map_location="cpu", weights_only=True)
+            dirs = [Path(d)]
+            # A local or shared folder (RUN_DIR/tune) is used in place, so the trial's older checkpoints sit next to
+            # it; a download from remote storage brings this one only.
+            if Path(d) == Path(checkpoint.path):
+                dirs += older_checkpoints(Path(d))
+            found = newest_readable_state(dirs, trial=_trial_id())
+        return None if found is None else found[1]
 
     def report(self, metrics: dict[str, Any], state: dict[str, Any], arrays: dict[str, Any] | None = None) -> None:
         import numpy as np
         from ray import tune
 
+        if not _is_epoch(state.get("epoch")):
+            raise ValueError(f"state must carry its epoch (an int >= 1) for restore() to check it, "
+                             f"got {state.get('epoch')!r}")
         with tempfile.TemporaryDirectory() as d:
             torch.save(state, Path(d) / self.FILE)
             if arrays is not None:
