@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 CONFIG_PREFIX = "config/"
@@ -235,23 +236,46 @@ def format_value(value, digits: int | None = None) -> str:
     return str(value)  # str(float) is the shortest text that round-trips, so distinct values stay distinct
 
 
-def _formatted(col: pd.Series, digits: int | None = None) -> np.ndarray:
-    """format_value of every cell, computed once per distinct value (20k trials have few distinct configs)."""
+def _formatted_codes(col: pd.Series, digits: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(code per cell, text per code): format_value computed once per distinct value."""
     try:
         codes, uniques = pd.factorize(col, use_na_sentinel=False)
     except TypeError:  # unhashable values (lists): format each cell
-        return np.array([format_value(v, digits) for v in col], dtype=object)
-    text = np.array([format_value(v, digits) for v in uniques], dtype=object)
+        return np.arange(len(col)), np.array([format_value(v, digits) for v in col], dtype=object)
+    return codes, np.array([format_value(v, digits) for v in uniques], dtype=object)
+
+
+def _formatted(col: pd.Series, digits: int | None = None) -> np.ndarray:
+    """format_value of every cell, computed once per distinct value (20k trials have few distinct configs)."""
+    codes, text = _formatted_codes(col, digits)
     return text[codes] if len(text) else np.array([], dtype=object)
+
+
+def block_starts(values: pd.Series) -> np.ndarray:
+    """True on every row whose value differs from the row before (and on the first row): where each trial's
+    block starts in a frame sorted by trial_id."""
+    new = np.ones(len(values), dtype=bool)
+    if len(values) < 2:
+        return new
+    try:
+        # Arrow compares the strings in place; to_numpy would first build a Python str object per row
+        arr = pa.chunked_array([pa.array(values)]) if not pd.api.types.is_object_dtype(values) else None
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        arr = None
+    if arr is not None and arr.null_count == 0:
+        new[1:] = pc.not_equal(arr[1:], arr[:-1]).to_numpy()
+    else:
+        v = values.to_numpy()
+        new[1:] = v[1:] != v[:-1]
+    return new
 
 
 def group_columns(df: pd.DataFrame) -> list[str]:
     """Config columns that define a group: all but the seed, and only those that vary in this run."""
     frame = df
     if "trial_id" in df.columns and len(df) > 10_000:
-        # a trial's config is the same on all its rows: look at one row per trial (1M rows -> 20k: 0.6 s saved)
-        tid = df["trial_id"].to_numpy()
-        frame = df[np.r_[True, tid[1:] != tid[:-1]]]
+        # a trial's config is the same on all its rows: look at one row per trial
+        frame = df[block_starts(df["trial_id"])]
     return [c for c in config_columns(frame) if c != SEED_COLUMN and len(set(_formatted(frame[c]))) > 1]
 
 
@@ -259,9 +283,18 @@ def group_labels(frame: pd.DataFrame, columns: list[str], digits: int | None = N
     """group_label for every row of ``frame`` at once (vectorized over distinct values)."""
     if not columns:
         return ["all trials"] * len(frame)
-    parts = [np.char.add(f"{c.removeprefix(CONFIG_PREFIX)}=", _formatted(frame[c], digits).astype(str))
-             for c in columns]
-    return [", ".join(row) for row in zip(*parts)]
+    # One label per distinct combination of values, then repeated: 20,000 trials have a few hundred groups.
+    key = np.zeros(len(frame), dtype=np.int64)
+    columns_codes, texts = [], []
+    for c in columns:
+        codes, text = _formatted_codes(frame[c], digits)
+        columns_codes.append(codes)
+        texts.append([f"{c.removeprefix(CONFIG_PREFIX)}={t}" for t in text])
+        key, _ = pd.factorize(key * max(len(text), 1) + codes)  # renumbered at each step: cannot overflow
+    _, first = np.unique(key, return_index=True)  # a row of each combination, indexed by the combination's key
+    labels = np.array([", ".join(text[codes[i]] for text, codes in zip(texts, columns_codes)) for i in first],
+                      dtype=object)
+    return labels[key].tolist()
 
 
 def group_label(row, columns: list[str] | None = None, digits: int | None = None) -> str:

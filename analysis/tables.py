@@ -17,7 +17,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from analysis.logs import SEED_COLUMN, _formatted, config_columns, group_labels
+from analysis.logs import SEED_COLUMN, _formatted, block_starts, config_columns, group_labels
 
 TO_BEST = (0.95, 0.99, 1.0)  # "epochs to reach 95%, 99% and 100% of the trial's best accuracy"
 PLATEAU_PP = 0.005  # plateau: first epoch whose best-so-far accuracy is within 0.5 percentage points of the best
@@ -52,9 +52,7 @@ def _order_key(col: pd.Series) -> pd.Series:
 
 def trial_codes(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(code per row, index of each trial's first row): df is sorted by trial_id, so trials are contiguous."""
-    tid = df["trial_id"].to_numpy()
-    new = np.ones(len(tid), dtype=bool)
-    new[1:] = tid[1:] != tid[:-1]
+    new = block_starts(df["trial_id"])
     return np.cumsum(new) - 1, np.flatnonzero(new)
 
 
@@ -164,7 +162,7 @@ def curves(df: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
     codes, starts = trial_codes(df)
     tid_group = trials.set_index("trial_id")["group"]
     order = pd.Index(trials["group"].drop_duplicates())  # groups in the trials table's order, not alphabetical
-    gcode = order.get_indexer(tid_group.reindex(df["trial_id"].to_numpy()[starts]))[codes]
+    gcode = order.get_indexer(tid_group.reindex(df["trial_id"].iloc[starts]))[codes]
     data = pd.DataFrame({"g": gcode, "epoch": df["epoch"].to_numpy(), "test_acc": df["test_acc"].to_numpy(float),
                          "test_loss": df["test_loss"].to_numpy(float)})
     data["best_so_far"] = data["test_acc"].groupby(codes).cummax()

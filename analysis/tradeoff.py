@@ -47,13 +47,14 @@ def budget_table(df: pd.DataFrame, trials: pd.DataFrame, curv: pd.DataFrame, com
     out["best_group_at_E"] = acc.idxmax(axis=1)
     out["best_group_best_so_far"] = bsf.max(axis=1)
     out["best_group_best_so_far_group"] = bsf.idxmax(axis=1)
-    codes, _ = trial_codes(df)
+    codes, starts = trial_codes(df)
     rows = pd.DataFrame({"epoch": df["epoch"].to_numpy(), "acc": df["test_acc"].to_numpy(float)})
     rows["bsf"] = rows["acc"].groupby(codes).cummax()
     # compute of an epoch: its seconds x the trial's GPU share (the per-trial share repeated on its rows)
     per_row = df["epoch_seconds"].to_numpy(float) if "epoch_seconds" in df else np.full(len(df), np.nan)
     if compute == "gpu_seconds":
-        per_row = per_row * trials.set_index("trial_id")["gpus"].reindex(df["trial_id"]).to_numpy(float)
+        share = trials.set_index("trial_id")["gpus"].reindex(df["trial_id"].iloc[starts]).to_numpy(float)
+        per_row = per_row * share[codes]  # looked up once per trial, not once per row
     rows["compute"] = per_row
     by = rows.groupby("epoch")
     out["mean_trial_acc_at_E"] = by["acc"].mean()
@@ -156,7 +157,7 @@ def stop_audit(df: pd.DataFrame, trials: pd.DataFrame, compute: str) -> tuple[pd
     w_bsf = w.cummax()
     codes, starts = trial_codes(df)
     ends = np.append(starts[1:], len(df)) - 1
-    last = pd.DataFrame({"trial_id": df["trial_id"].to_numpy()[ends], "acc": df["test_acc"].to_numpy(float)[ends]})
+    last = pd.DataFrame({"trial_id": df["trial_id"].iloc[ends].to_numpy(), "acc": df["test_acc"].to_numpy(float)[ends]})
     last = last.set_index("trial_id").reindex(stopped["trial_id"])
     out = stopped[["trial_id", "group", "stop_reason", "last_epoch", "budget", "best_test_acc", "total_seconds",
                    "gpus"]].rename(columns={"last_epoch": "stop_epoch", "best_test_acc": "best_so_far_at_stop"})
