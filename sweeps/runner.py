@@ -56,6 +56,19 @@ def check_writable(run_dir: Path) -> None:
                         f"write to") from None
 
 
+class _OneLineTrialErrors(logging.Filter):
+    """Tune logs a failed trial's whole traceback on the driver; keep its last line (the error itself) and point
+    at the full text Tune keeps in the trial's folder (error.txt)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            err = record.exc_info[1]
+            last = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+            record.msg = f"{record.getMessage()}: {last} (traceback: error.txt in the trial's folder)"
+            record.args, record.exc_info, record.exc_text = (), None, None
+        return True
+
+
 class _NoRestoreHint(logging.Filter):
     """Tune's own resume advice (`Tuner.restore(path=...)`) is not how a sweep resumes: the runner prints the
     sweep's command with --resume instead."""
@@ -70,6 +83,7 @@ def start_ray(address: str | None):
     import ray
 
     logging.getLogger("ray.tune.tune").addFilter(_NoRestoreHint())
+    logging.getLogger("ray.tune.execution.tune_controller").addFilter(_OneLineTrialErrors())
     if address:
         return ray.init(address=address, configure_logging=True, logging_level="WARNING")
     return ray.init(dashboard_host="127.0.0.1", configure_logging=True, logging_level="WARNING")
@@ -91,13 +105,28 @@ def run_study(study: Study, argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # before the Tuner runs, or a second Ctrl-C during its last snapshot
         print(f"\ninterrupted: {_continue_hint(args)}", file=sys.stderr)
         return 130
-    except OSError as err:
-        # disk full, a folder gone, permissions changed mid-run: the logs are written atomically, so what is there
-        # is whole
-        where = f" ({err.filename})" if getattr(err, "filename", None) else ""
-        print(f"error: {err.strerror or err}{where}; the logs written so far are intact: fix that and "
-              f"{_continue_hint(args)}", file=sys.stderr)
+    except Exception as err:
+        # The environment failed under the sweep: a full disk, a folder gone, the cluster lost. The logs are
+        # written atomically, so what is there is whole. Anything else is our own bug: its traceback helps.
+        cause = _environment_cause(err)
+        if cause is None:
+            raise
+        print(f"error: {cause}; the logs written so far are intact: fix that and {_continue_hint(args)}",
+              file=sys.stderr)
         return 1
+
+
+def _environment_cause(err: BaseException) -> str | None:
+    """One line for an environment failure (also when Ray wraps it), None for anything else."""
+    text = f"{type(err).__name__}: {err}"
+    if "No space left on device" in text or "[Errno 28]" in text:
+        return "No space left on device (RUN_DIR or Ray's temporary folder is full)"
+    if isinstance(err, OSError):
+        return f"{err.strerror or err}" + (f" ({err.filename})" if getattr(err, "filename", None) else "")
+    if type(err).__module__.startswith("ray."):  # head lost, GCS gone, connection dropped
+        last = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+        return f"the Ray cluster failed ({type(err).__name__}: {last})"
+    return None
 
 
 def _continue_hint(args: argparse.Namespace) -> str:
@@ -155,6 +184,25 @@ def _experiment_trials(experiment: Path) -> dict[str, str]:
         except (OSError, ValueError, KeyError, TypeError):
             continue
     return {}
+
+
+def recreate_missing_checkpoints(experiment: Path) -> list[Path]:
+    """Put an empty folder where Tune's snapshot names an unfinished trial's checkpoint that is gone. Tune's own
+    restore fails on a missing folder on every retry ("does not exist on storage anymore"); an empty one reaches
+    TuneReporter.restore, which reports it unreadable and falls back to an older checkpoint."""
+    made = []
+    for state in sorted(experiment.glob("experiment_state-*.json"), reverse=True)[:1]:
+        try:
+            trial_data = json.loads(state.read_text())["trial_data"]
+        except (OSError, ValueError, KeyError):
+            return []
+        for trial_json, meta_json in trial_data:
+            trial, last = json.loads(trial_json), json.loads(meta_json).get("last_result") or {}
+            name, logdir = last.get("checkpoint_dir_name"), trial.get("relative_logdir")
+            if name and logdir and trial.get("status") != "TERMINATED" and not (experiment / logdir / name).exists():
+                (experiment / logdir / name).mkdir(parents=True)
+                made.append(experiment / logdir / name)
+    return made
 
 
 def _run(study: Study, args: argparse.Namespace) -> int:
@@ -233,6 +281,8 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
             search_alg, scheduler, stopper, early_stop_reason = build_search(
                 plan.search, run_dir, study.metric, study.mode, max(c.epochs for c in plan.configs))
         if restoring:
+            for made in recreate_missing_checkpoints(experiment):
+                print(f"note: checkpoint {made} was missing; its trial resumes from an older one")
             tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_errored=True)
         else:
             tuner = tune.Tuner(
