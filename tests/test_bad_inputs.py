@@ -48,9 +48,18 @@ def one_error_line(proc: subprocess.CompletedProcess, code: int, *needles: str) 
     (["sweeps/stn_search.py", "--asha", "0,3"], ["--asha 0,3", "grace period must be >= 1"]),
     (["sweeps/stn_mnist.py", "--gpus-per-trial", "lots"], ["--gpus-per-trial 'lots'"]),
 ])
-def test_bad_values_are_one_line_before_anything_starts(argv, needles, tmp_path):
-    proc = run_cli(*argv, "--out", str(tmp_path / "run"), "--data-dir", str(tmp_path / "nowhere"))
-    one_error_line(proc, 2, *needles)
+def test_bad_values_are_one_line_before_anything_starts(argv, needles, tmp_path, capsys):
+    # the scripts' own main(), in this process: the same code path as the command line, without paying a fresh
+    # interpreter's torch and Ray imports per case (test_a_vit_... and the others below run the real CLI)
+    import importlib
+
+    script = importlib.import_module(f"sweeps.{Path(argv[0]).stem}")
+    try:
+        code = script.main([*argv[1:], "--out", str(tmp_path / "run"), "--data-dir", str(tmp_path / "nowhere")])
+    except SystemExit as exit_:  # argparse's own refusals
+        code = exit_.code
+    captured = capsys.readouterr()
+    one_error_line(subprocess.CompletedProcess(argv, code, captured.out, captured.err), 2, *needles)
     assert not (tmp_path / "run").exists()  # refused before RUN_DIR was made
 
 
