@@ -259,11 +259,11 @@ def block_starts(values: pd.Series) -> np.ndarray:
         return new
     try:
         # Arrow compares the strings in place; to_numpy would first build a Python str object per row
-        arr = pa.chunked_array([pa.array(values)]) if not pd.api.types.is_object_dtype(values) else None
+        arr = pa.array(values) if not pd.api.types.is_object_dtype(values) else None
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         arr = None
     if arr is not None and arr.null_count == 0:
-        new[1:] = pc.not_equal(arr[1:], arr[:-1]).to_numpy()
+        new[1:] = pc.not_equal(arr[1:], arr[:-1]).to_numpy(zero_copy_only=False)
     else:
         v = values.to_numpy()
         new[1:] = v[1:] != v[:-1]
