@@ -232,3 +232,23 @@ def test_a_full_disk_is_one_line_and_the_logs_stay_readable(mnist_dir, tiny_disk
     if (run / "logs").exists():  # whatever was written is whole
         df = pd.read_parquet(run / "logs")
         assert not df.duplicated(["trial_id", "epoch"]).any()
+
+
+def test_an_address_that_does_not_answer_is_one_line(mnist_dir, tmp_path):
+    proc = run_cli("sweeps/stn_mnist.py", "--address", "127.0.0.1:1", "--smoke-test", "--data-dir", str(mnist_dir),
+                   "--out", str(tmp_path / "run"), timeout=120)
+    one_error_line(proc, 2, "--address 127.0.0.1:1", "no Ray cluster answers there")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("argv, needles", [
+    (["--gpus-per-trial", "1"], ["--gpus-per-trial 1", "pass --gpus-per-trial 0"]),
+    (["--cpus-per-trial", "8"], ["--cpus-per-trial 8", "at most 2 CPU", "pass --cpus-per-trial 2"]),
+])
+def test_resources_no_node_can_hold_are_one_line_not_a_hang(argv, needles, mnist_dir, tmp_path):
+    if (os.cpu_count() or 0) > 2 and "--cpus-per-trial" in argv:
+        pytest.skip("the message names this machine's 2 cores")
+    proc = run_cli("sweeps/stn_mnist.py", *argv, "--smoke-test", "--data-dir", str(mnist_dir),
+                   "--out", str(tmp_path / "run"), timeout=180)  # today's hang would hit the timeout
+    one_error_line(proc, 2, *needles)
+    assert not (tmp_path / "run" / "logs").exists()
