@@ -150,9 +150,9 @@ def load_logs(run_dir: str | Path, workers: int | None = None) -> pd.DataFrame:
         rows = _unique_sorted_rows(table.column("trial_id").to_pandas(), table.column("epoch").to_pandas(), mtime)
         # select on the Arrow table, before conversion: one pass over the strings' bytes instead of two
         table = table if rows is None else table.take(rows)
-        # split_blocks: one block per column, so no 2-D copy to consolidate them; self_destruct: each Arrow
-        # column is released as soon as it is converted, so the rows are not held twice while converting
-        df = table.to_pandas(split_blocks=True, self_destruct=True)
+        # self_destruct: each Arrow column is released once converted, so the rows are not held twice. Not
+        # split_blocks: its zero-copy columns would be read-only, and callers may set values in the frame.
+        df = table.to_pandas(self_destruct=True)
         del table
     df = df.reset_index(drop=True)
     if not pd.api.types.is_string_dtype(df["trial_id"]):
