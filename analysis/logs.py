@@ -35,8 +35,8 @@ def _no_logs(run_dir: Path, detail: str) -> FileNotFoundError:
 
 def _read_one(path: str) -> pa.Table:
     """Read one trial file; raise ValueError with a short reason when it is not a usable log."""
-    # pre_buffer=False: for small files it skips a coalescing step that costs more than the read (~40% faster)
-    # an OSFile skips pyarrow's filesystem lookup for the path (~20 µs a file, 0.4 s at 20,000 files)
+    # pre_buffer=False: for small files it skips a coalescing step that costs more than the read itself;
+    # an OSFile skips pyarrow's filesystem lookup for the path, a per-file cost that adds up over 20,000 files
     with pa.OSFile(path) as source:
         table = pq.ParquetFile(source, pre_buffer=False).read(use_threads=False)
     names = set(table.schema.names)  # table.column_names builds a new list on every call
@@ -89,7 +89,7 @@ def _read_chunk(paths: list[str]) -> tuple[pa.Table | None, list[tuple[str, str]
 
 def _concat(tables: list[pa.Table]) -> pa.Table:
     try:
-        return pa.concat_tables(tables)  # same schema everywhere: the common case, and 6x faster
+        return pa.concat_tables(tables)  # same schema everywhere: the common case, and much cheaper
     except pa.ArrowInvalid:
         # "permissive" unifies files written by different code versions (a new column, int vs null, int vs float)
         return pa.concat_tables(tables, promote_options="permissive")
@@ -101,7 +101,7 @@ def _list_files(logs: Path) -> list[tuple[str, int]]:
     sorted by trial and the sort in load_logs has nothing to move."""
     found = []
     stack = [logs]
-    while stack:  # os.scandir hands back the stat calls cheaply: 20k files in ~0.1 s
+    while stack:  # os.scandir hands back the stat results with the listing: no stat call per file
         with os.scandir(stack.pop()) as entries:
             for e in entries:
                 if e.name.startswith((".", "_")):
@@ -117,8 +117,8 @@ def load_logs(run_dir: str | Path, workers: int | None = None) -> pd.DataFrame:
     """Read RUN_DIR/logs file by file, skipping bad files, with (trial_id, epoch) unique and sorted.
 
     ``workers``: processes reading files in parallel (default: one per CPU core when there are more than
-    PARALLEL_FILES files; 1 reads in this process). Reading is per-file bound (~0.5 ms of CPU per file to
-    open it and decode its footer), so 20,000 trial files take ~10 s on one core and about half on two.
+    PARALLEL_FILES files; 1 reads in this process). Many small files are bound by the cost of opening each
+    one and decoding its footer, which processes share out; a few large files are bound by decoding the rows.
     """
     run_dir = Path(run_dir)
     logs = run_dir / "logs"
@@ -168,8 +168,8 @@ def _unique_sorted_rows(trial_id: pd.Series, epoch: pd.Series, mtime: np.ndarray
 
     Rows without a trial id or epoch are dropped. Sorting by (trial_id, epoch, file write time) and keeping the
     last of each key: a trial restored from a checkpoint re-reports the epochs after it, and a row from a newer
-    file wins over an older file's. numpy on integer codes: an order of magnitude faster than drop_duplicates +
-    sort_values on the strings.
+    file wins over an older file's. numpy on integer codes: far cheaper than drop_duplicates + sort_values on
+    the strings.
     """
     valid = (trial_id.notna() & epoch.notna()).to_numpy()
     positions = None
