@@ -14,11 +14,12 @@ Per layout it runs, each in a fresh process timed from here (interpreter start a
   (b) the full report: python -m analysis.report RUN --out DIR (tables, every plot, report.md, index.html).
 
 and takes each process's peak RSS (os.wait4, children included) and the rows' in-memory size as load_logs
-returns them (DataFrame.memory_usage(deep=True)). Writing the files is not timed. Targets: shared files, report
+returns them (DataFrame.memory_usage(deep=True)). Writing the files is not timed. Targets, set for 1M rows and
+checked from there on (with fewer rows the report's fixed costs, imports and plots, dominate): shared files, report
 <= 10 s; trial files, report <= 1.5x the read; both, the report's peak RSS <= 4x the rows' in-memory size (checked
-only when the rows take >= 100 MB: below that the interpreter's own memory dominates). It prints the figures and
-a JSON line (--json writes it to a file too) and exits 1 when a target is missed. CPU seconds are printed too: on
-a machine shared with running sweeps the wall times grow with the load, the CPU seconds do not.
+when the rows take >= 100 MB: below that the interpreter's own memory dominates). It prints the figures and a JSON
+line (--json writes it to a file too) and exits 1 when a target is missed. CPU seconds are printed too: on a
+machine shared with running sweeps the wall times grow with the load, the CPU seconds do not.
 
     python benchmarks/analysis_scale.py                          # 1M rows, both layouts (a few minutes)
     python benchmarks/analysis_scale.py --rows 100000 --layout shared   # a quick try
@@ -54,6 +55,7 @@ SEEDS = 10  # 2 * 5 * 10 * 4 * 5 = 2,000 groups x 10 seeds = 20,000 trials
 LAYOUTS = ("trial", "shared")
 LAYOUT_NAMES = {"trial": "trial files", "shared": "shared files"}
 MEMORY_CHECK_BYTES = 100e6  # below this the interpreter's fixed memory (libraries, matplotlib) dominates
+TARGET_ROWS = 1_000_000  # the time targets are set for this size
 
 
 def trial_config(i: int, search: bool) -> dict:
@@ -170,9 +172,10 @@ def measure(run: Path, layout: str) -> dict:
 def check(r: dict, args) -> list[str]:
     """The targets r misses, as text."""
     missed = []
-    if r["layout"] == "shared" and r["report_s"] > args.max_report_s:
+    timed = r["rows"] >= TARGET_ROWS
+    if timed and r["layout"] == "shared" and r["report_s"] > args.max_report_s:
         missed.append(f"shared files: report {r['report_s']:.2f} s > {args.max_report_s:g} s")
-    if r["layout"] == "trial" and r["ratio"] > args.max_ratio:
+    if timed and r["layout"] == "trial" and r["ratio"] > args.max_ratio:
         missed.append(f"trial files: report / read {r['ratio']:.2f}x > {args.max_ratio:g}x")
     if r["rows_memory"] >= MEMORY_CHECK_BYTES and r["memory_ratio"] > args.max_memory_ratio:
         missed.append(f"{LAYOUT_NAMES[r['layout']]}: peak RSS {r['memory_ratio']:.2f}x the rows > "
@@ -238,9 +241,10 @@ def main(argv: list[str] | None = None) -> int:
               f"(load average before: {r['load']:.1f})")
         print(f"  (a) read:   {r['read_s']:6.2f} s  (CPU {r['read_cpu_s']:.2f} s; load_logs {r['load_logs_s']:.2f} s; "
               f"peak RSS {r['read_peak_rss'] * mb:,.0f} MiB)")
-        target = f"; target <= {args.max_report_s:g} s" if r["layout"] == "shared" else ""
+        unchecked = "" if r["rows"] >= TARGET_ROWS else f", not checked below {TARGET_ROWS:,} rows"
+        target = f"; target <= {args.max_report_s:g} s{unchecked}" if r["layout"] == "shared" else ""
         print(f"  (b) report: {r['report_s']:6.2f} s  (CPU {r['report_cpu_s']:.2f} s{target})")
-        target = f"  (target <= {args.max_ratio:g}x)" if r["layout"] == "trial" else ""
+        target = f"  (target <= {args.max_ratio:g}x{unchecked})" if r["layout"] == "trial" else ""
         print(f"  report / read: {r['ratio']:.2f}x{target}")
         print(f"  report peak RSS {r['report_peak_rss'] * mb:,.0f} MiB = {r['memory_ratio']:.2f}x the rows in memory "
               f"({r['rows_memory'] * mb:,.0f} MiB)  (target <= {args.max_memory_ratio:g}x"
