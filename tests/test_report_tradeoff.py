@@ -90,7 +90,7 @@ def test_group_mean_std_and_t_interval(rep):
 
 
 def test_t_quantiles():
-    assert t975(1) == pytest.approx(12.7062) and t975(30) == pytest.approx(2.0423)
+    assert t975(1) == pytest.approx(12.7062, abs=1e-4) and t975(30) == pytest.approx(2.0423, abs=1e-4)
     assert t975(60) == pytest.approx(2.0003, abs=2e-4) and t975(1000) == pytest.approx(1.9623, abs=2e-4)
     assert math.isnan(t975(0))
 
