@@ -198,6 +198,8 @@ def _read_parallel(files: list[str], workers: int) -> tuple[list[pa.Table], list
     # This process takes a larger first share: each worker also concatenates and ships its tables (~10% extra).
     first = -(-len(files) * 11 // (10 * workers + 1))
     step = -(-(len(files) - first) // max(1, workers - 1))
+    if step < 1:  # a handful of files: the first share holds them all
+        return _read_many(files)
     chunks = [files[:first]] + [files[i:i + step] for i in range(first, len(files), step)]
     # fork: spawn and forkserver re-import the caller's __main__, which breaks scripts without a main guard;
     # the workers only read files with pyarrow, whose allocator and thread pool survive a fork.
