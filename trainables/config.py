@@ -155,6 +155,10 @@ class SGDConfig(TrialConfig):
         "help": "training images per digit (a stratified subset drawn with the seed, nested across sizes)"})
     test_limit: int | None = field(default=None, metadata={
         "ge": 1, "none": "the whole test set", "help": "evaluate on the first N test images"})
+    compile: str = field(default="off", metadata={
+        "choices": ("off", "default", "reduce-overhead", "max-autotune"),
+        "help": "torch.compile the model (reduce-overhead and max-autotune use CUDA graphs on a GPU); compiled in a "
+                "warm-up before the first epoch, whose time is logged as compile_seconds"})
 
     def check_data(self, data: Any) -> None:
         from trainables.data import check_per_class  # torch: only where data is loaded

@@ -4,6 +4,8 @@
 `fit` runs them epoch by epoch with a resumable state and hands each epoch's metrics to a reporter
 (`TuneReporter` inside a Ray Tune trial, `MemoryReporter` in notebooks, tests and benchmarks). `TuneReporter`
 resumes from the newest checkpoint that loads (`newest_readable_state`): unreadable ones are reported and skipped.
+On CUDA the data, the shuffling order and the metric sums stay on the GPU, so the step loop never waits for it;
+`fit(..., compile="default")` (or "reduce-overhead", "max-autotune") trains through torch.compile.
 
     from trainables.loop import fit, MemoryReporter
     rep = MemoryReporter()
@@ -21,8 +23,9 @@ import tempfile
 import time
 import warnings
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Protocol
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -64,64 +67,185 @@ def pick_device(gpus: float | None) -> torch.device:
     return torch.device("cuda") if wanted and torch.cuda.is_available() else torch.device("cpu")
 
 
+EVAL_BATCH = 500  # test-pass batch size: large enough to keep the device busy, small enough for any split
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
+
+
 def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
     """Move to the device in channels_last layout: oneDNN (CPU) and cuDNN run these small convolutions
     20-30% faster that way; layers without 4-D weights are unaffected."""
     return model.to(device=device, memory_format=torch.channels_last)
 
 
+def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
+    """The generator that orders epoch `epoch` of a run seeded `seed`: a function of (seed, epoch) only.
+
+    On CPU it is the CPU generator the loop has always used, so CPU runs keep their order. On CUDA it is a CUDA
+    generator with the same seed: the permutation is drawn on the GPU, a different order from the CPU one but
+    equally seeded and reproducible, and no index ever crosses from host to device."""
+    return torch.Generator(device=device).manual_seed(int(seed) * 1_000_003 + epoch)
+
+
+def _means(sums: torch.Tensor, n: int) -> dict[str, float]:
+    """{"loss", "acc"} from a device tensor (summed loss, correct count): the one host sync of a pass."""
+    loss_sum, correct = sums.tolist()
+    return {"loss": loss_sum / n, "acc": correct / n}
+
+
+def _batch_sizes(n: int, batch_size: int) -> list[int]:
+    """The distinct batch sizes of a pass over n items: the full batch and the remainder."""
+    sizes = {min(n, batch_size)} | ({n % batch_size} if n > batch_size else set())
+    return sorted(sizes - {0}, reverse=True)
+
+
 def train_one_epoch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, optimizer: torch.optim.Optimizer,
                     *, batch_size: int, generator: torch.Generator, device: torch.device) -> dict[str, float]:
-    """One pass over (images, labels) in an order drawn from `generator`; mean cross-entropy and accuracy."""
+    """One pass over (images, labels) in an order drawn from `generator`; mean cross-entropy and accuracy.
+
+    The order is `torch.randperm` drawn on the generator's device: a CPU generator gives the order (and on CPU
+    the results) the loop always gave; a CUDA one (`epoch_generator`) draws it on the GPU. Nothing in the step
+    loop copies between host and device or waits for the device: the data and the order move to `device` at
+    most once per call (`fit` already keeps them there), batches are index_select gathers on the device, and the
+    sums stay there until one transfer at the end."""
     model.train()
-    order = torch.randperm(len(labels), generator=generator)
-    total_loss = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
+    images, labels = images.to(device), labels.to(device)
+    order = torch.randperm(len(labels), generator=generator, device=generator.device).to(device)
+    return _means(train_sums(model, images, labels, order, optimizer, batch_size=batch_size), len(labels))
+
+
+def train_sums(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, order: torch.Tensor,
+               optimizer: torch.optim.Optimizer, *, batch_size: int) -> torch.Tensor:
+    """The step loop over `order` (all on one device): (summed loss, correct count) as a float64 device tensor.
+    It never synchronises with the host."""
+    total_loss = torch.zeros((), device=images.device)
+    correct = torch.zeros((), device=images.device, dtype=torch.long)
     for batch in order.split(batch_size):
-        x = images[batch].to(device, non_blocking=True)
-        y = labels[batch].to(device, non_blocking=True)
+        x, y = images.index_select(0, batch), labels.index_select(0, batch)
         logits = model(x)
         loss = F.cross_entropy(logits, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        # Accumulate on the device: one host sync per epoch instead of one per batch.
         total_loss += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
-    n = len(labels)
-    return {"loss": total_loss.item() / n, "acc": correct.item() / n}
+    return torch.stack([total_loss.double(), correct.double()])  # exact: counts stay far below 2**53
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 500,
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = EVAL_BATCH,
              device: torch.device) -> dict[str, float]:
-    """Mean cross-entropy and accuracy of `model` in eval mode over the whole split."""
+    """Mean cross-entropy and accuracy of `model` in eval mode over the whole split (one host sync)."""
+    return _means(eval_sums(model, images, labels, batch_size=batch_size, device=device), len(labels))
+
+
+@torch.inference_mode()
+def eval_sums(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = EVAL_BATCH,
+              device: torch.device) -> torch.Tensor:
+    """(summed loss, correct count) of `model` in eval mode over the split, as a float64 tensor on `device`;
+    batches are slices of the split moved to `device` once, and nothing waits for the device."""
     model.eval()
+    images, labels = images.to(device), labels.to(device)
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     for start in range(0, len(labels), batch_size):
-        x = images[start:start + batch_size].to(device, non_blocking=True)
-        y = labels[start:start + batch_size].to(device, non_blocking=True)
+        x, y = images[start:start + batch_size], labels[start:start + batch_size]
         logits = model(x)
         total_loss += F.cross_entropy(logits, y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
-    n = len(labels)
-    return {"loss": total_loss.item() / n, "acc": correct.item() / n}
+    return torch.stack([total_loss.double(), correct.double()])
 
 
 def evaluate_splits(model: nn.Module, tests: Mapping[str, Split], *, device: torch.device) -> dict[str, float]:
-    """test_loss/test_acc over all test splits together, plus test_acc/<name> per split when there are several."""
+    """test_loss/test_acc over all test splits together, plus test_acc/<name> per split when there are several.
+    All splits' sums come back to the host in one transfer."""
+    sums = torch.stack([eval_sums(model, x, y, device=device) for x, y in tests.values()]).tolist() if tests else []
     out: dict[str, float] = {}
     n_total, loss_sum, correct_sum = 0, 0.0, 0.0
-    for name, (x, y) in tests.items():
-        m = evaluate(model, x, y, device=device)
+    for (name, (_, y)), split_sums in zip(tests.items(), sums):
+        n = len(y)
+        loss, acc = split_sums[0] / n, split_sums[1] / n
         if len(tests) > 1:
-            out[f"test_loss/{name}"], out[f"test_acc/{name}"] = m["loss"], m["acc"]
-        n_total += len(y)
-        loss_sum += m["loss"] * len(y)
-        correct_sum += m["acc"] * len(y)
+            out[f"test_loss/{name}"], out[f"test_acc/{name}"] = loss, acc
+        n_total += n
+        loss_sum += loss * n
+        correct_sum += acc * n
     out["test_loss"], out["test_acc"] = loss_sum / n_total, correct_sum / n_total
     return out
+
+
+class _MarkSteps(nn.Module):
+    """A CUDA-graphed compiled model that starts a new graph step at every call: each call's outputs are used up
+    before the next (the loss backpropagated, the sums taken), so the graphs may reuse their memory."""
+
+    def __init__(self, compiled: nn.Module):
+        super().__init__()
+        self.compiled = compiled
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        torch.compiler.cudagraph_mark_step_begin()
+        return self.compiled(x)
+
+
+def compile_model(model: nn.Module, mode: str) -> nn.Module:
+    """`model` itself for mode "off", else a torch.compile'd module sharing its parameters (train through it; save
+    and inspect `model`, whose state has no `_orig_mod.` prefix). Shapes are compiled static (`dynamic=False`): a
+    pass has two batch sizes, and CUDA graphs (reduce-overhead, max-autotune) need one graph per shape anyway."""
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile = {mode!r}: choose one of {', '.join(map(repr, COMPILE_MODES))}")
+    if mode == "off":
+        return model
+    compiled = torch.compile(model, mode=mode, dynamic=False)
+    return _MarkSteps(compiled) if mode in ("reduce-overhead", "max-autotune") else compiled
+
+
+def warm_up(net: nn.Module, train: Split, tests: Mapping[str, Split], *, batch_size: int,
+            device: torch.device) -> float:
+    """Seconds spent compiling `net` for every shape `fit` will give it: a forward and backward (no optimizer step)
+    per training batch size, a test-mode forward per test batch size, each twice (CUDA graphs are recorded on a
+    shape's second call). Training is left as it was: gradients cleared, buffers (BatchNorm statistics) and the
+    CPU RNG state (the one checkpoints carry) restored."""
+    buffers = [(b, b.detach().clone()) for b in net.buffers()]
+    rng = torch.get_rng_state()
+    t0 = time.perf_counter()
+    images, labels = (t.to(device) for t in train)
+    net.train()
+    for size in _batch_sizes(len(labels), batch_size):
+        batch = torch.arange(size, device=device)  # the same gather as the step loop: same strides, same graph
+        x, y = images.index_select(0, batch), labels.index_select(0, batch)
+        for _ in range(2):
+            F.cross_entropy(net(x), y).backward()
+    net.eval()
+    with torch.inference_mode():
+        for x, _ in tests.values():
+            x = x.to(device)
+            for size in _batch_sizes(len(x), EVAL_BATCH):
+                for _ in range(2):
+                    net(x[:size])
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - t0
+    for p in net.parameters():
+        p.grad = None
+    with torch.no_grad():
+        for b, saved in buffers:
+            b.copy_(saved)
+    torch.set_rng_state(rng)
+    return seconds
+
+
+@contextmanager
+def _cudnn_benchmark(device: torch.device) -> Iterator[None]:
+    """cuDNN autotuning while training on CUDA: batch shapes repeat all run long, so timing the algorithms once
+    per shape pays; the previous setting comes back after. Never touched on CPU."""
+    if device.type != "cuda":
+        yield
+        return
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -315,14 +439,28 @@ class TuneReporter:
 
 def fit(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, *, train: Split,
         tests: Mapping[str, Split], epochs: int, batch_size: int, seed: int, device: torch.device,
-        reporter: Reporter, inspect: Callable[[nn.Module], dict[str, Any]] | None = None) -> None:
+        reporter: Reporter, inspect: Callable[[nn.Module], dict[str, Any]] | None = None,
+        compile: str = "off") -> None:
     """Train for `epochs`, evaluating every test split after each epoch, resuming from `reporter.restore()`.
 
-    The shuffling order of epoch e depends only on (seed, e), and the RNG state is checkpointed, so a trial
-    resumed from epoch k continues as if it had never stopped. A non-finite training loss ends the run after
-    reporting that epoch with stop_reason "diverged". `inspect(model)`, when given, runs after the last epoch
-    and its arrays travel with that epoch's report (the trial's final checkpoint).
+    The shuffling order of epoch e depends only on (seed, e) (`epoch_generator`), and the RNG state is
+    checkpointed, so a trial resumed from epoch k continues as if it had never stopped. On CPU the order is the
+    one the loop has always drawn; on CUDA it is drawn on the GPU from a CUDA generator with the same seed: a
+    different order, equally reproducible. On CUDA the data stay on the GPU for the whole run, the step loop never
+    waits for the device (an epoch syncs when its training sums, its test sums and its checkpoint come back), and
+    cuDNN autotunes its algorithms (`torch.backends.cudnn.benchmark`, restored after).
+
+    A non-finite training loss ends the run after reporting that epoch with stop_reason "diverged".
+    `inspect(model)`, when given, runs after the last epoch and its arrays travel with that epoch's report (the
+    trial's final checkpoint).
+
+    `compile` ("off", "default", "reduce-overhead", "max-autotune") trains and tests through torch.compile
+    (`compile_model`). Compiling happens in a separate warm-up before the first epoch (`warm_up`, which leaves the
+    training state as it was); its wall time is reported as `compile_seconds` in the first epoch this call runs and
+    is not part of any `epoch_seconds`. Checkpoints and `inspect` use the uncompiled `model`.
     """
+    if compile not in COMPILE_MODES:
+        raise ValueError(f"compile = {compile!r}: choose one of {', '.join(map(repr, COMPILE_MODES))}")
     prepare_model(model, device)
     start = 0
     state = reporter.restore()
@@ -338,27 +476,34 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, *, t
     if device.type == "cuda":  # small datasets live on the GPU for the whole trial
         train = tuple(t.to(device) for t in train)
         tests = {k: tuple(t.to(device) for t in v) for k, v in tests.items()}
-    for epoch in range(start + 1, epochs + 1):
-        lr = optimizer.param_groups[0]["lr"]
-        t0 = time.perf_counter()
-        gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + epoch)
-        tr = train_one_epoch(model, *train, optimizer, batch_size=batch_size, generator=gen, device=device)
-        te = evaluate_splits(model, tests, device=device)
-        seconds = time.perf_counter() - t0
-        if scheduler is not None:
-            scheduler.step()
-        metrics = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"], **te,
-                   "epoch_seconds": seconds, "lr": lr}
-        # A NaN or infinite loss never recovers: end the trial (it completes, the sweep goes on) and say why.
-        diverged = not math.isfinite(tr["loss"])
-        if diverged:
-            metrics["stop_reason"] = "diverged"
-        state = {"model": trainable_state(model), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                 "rng": torch.get_rng_state(), "epoch": epoch}
-        arrays = None
-        if inspect is not None and (epoch == epochs or diverged):
-            arrays = inspect(model)
-        reporter.report(metrics, state, arrays)
-        if diverged:
-            return
+    with _cudnn_benchmark(device):
+        net = compile_model(model, compile)
+        compile_seconds = None
+        if net is not model and start < epochs:
+            compile_seconds = warm_up(net, train, tests, batch_size=batch_size, device=device)
+        for epoch in range(start + 1, epochs + 1):
+            lr = optimizer.param_groups[0]["lr"]
+            t0 = time.perf_counter()
+            gen = epoch_generator(seed, epoch, device)
+            tr = train_one_epoch(net, *train, optimizer, batch_size=batch_size, generator=gen, device=device)
+            te = evaluate_splits(net, tests, device=device)
+            seconds = time.perf_counter() - t0
+            if scheduler is not None:
+                scheduler.step()
+            metrics = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"], **te,
+                       "epoch_seconds": seconds, "lr": lr}
+            if compile_seconds is not None and epoch == start + 1:
+                metrics["compile_seconds"] = compile_seconds
+            # A NaN or infinite loss never recovers: end the trial (it completes, the sweep goes on) and say why.
+            diverged = not math.isfinite(tr["loss"])
+            if diverged:
+                metrics["stop_reason"] = "diverged"
+            state = {"model": trainable_state(model), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                     "rng": torch.get_rng_state(), "epoch": epoch}
+            arrays = None
+            if inspect is not None and (epoch == epochs or diverged):
+                arrays = inspect(model)
+            reporter.report(metrics, state, arrays)
+            if diverged:
+                return

@@ -106,7 +106,8 @@ def _train(cfg: STNConfig, train: Split, tests: dict[str, Split], reporter: Repo
     model = build_stn(cfg.transformer, tps_grid=cfg.tps_grid)
     optimizer, scheduler = make_sgd(model.parameters(), cfg)
     fit(model, optimizer, scheduler, train=train, tests=tests, epochs=cfg.epochs, batch_size=cfg.batch_size,
-        seed=cfg.seed, device=device, reporter=reporter, inspect=lambda m: inspection_arrays(m, tests))
+        seed=cfg.seed, device=device, reporter=reporter, inspect=lambda m: inspection_arrays(m, tests),
+        compile=cfg.compile)
 
 
 def train_stn(config: dict[str, Any], data: MnistData, reporter: Reporter | None = None) -> None:

@@ -139,4 +139,4 @@ def train_transfer(config: dict[str, Any], data: MnistData, features: dict[str, 
         train, tests = (data.train_images[idx], labels), {"test": (data.test_images[:n_test], test_labels)}
     optimizer, scheduler = make_sgd(head.parameters(), cfg)
     fit(model, optimizer, scheduler, train=train, tests=tests, epochs=cfg.epochs, batch_size=cfg.batch_size,
-        seed=cfg.seed, device=device, reporter=reporter)
+        seed=cfg.seed, device=device, reporter=reporter, compile=cfg.compile)
