@@ -26,7 +26,8 @@ from ray import tune
 from analysis.files import atomic_path
 
 # The contract's columns, in this order, then config/<name>, then per-variant test metrics.
-METRIC_COLUMNS = ["trial_id", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_seconds", "lr"]
+METRIC_COLUMNS = ["trial_id", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_seconds", "lr",
+                  "compile_seconds"]  # compile_seconds: a compiled run's first epoch only (null elsewhere)
 # Per trial, repeated on its rows: where it stands, why it stopped (completed, diverged, error; schedulers add
 # their own), the last error's message, how many times it failed and was retried, and the CPUs and GPU share it
 # held (null when the runner did not say), so reports can turn epoch seconds into GPU-seconds.

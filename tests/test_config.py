@@ -24,7 +24,7 @@ def test_defaults_are_the_original_studys():
     ({"epochs": True}, r"config 'epochs' = True has the wrong type: expected int"),
     ({"seed": None}, r"config 'seed' = None is not allowed"),
     ({"transformer": "tps9"}, r"config 'transformer' = 'tps9' is not allowed: choose one of 'affine', 'tps', 'none'"),
-    ({"lrr": 0.1}, r"unknown config key 'lrr' for STNConfig; known keys: batch_size, epochs, gamma, lr, "),
+    ({"lrr": 0.1}, r"unknown config key 'lrr' for STNConfig; known keys: batch_size, compile, epochs, gamma, lr, "),
     ({"lrr": 0.1, "bs": 4}, r"unknown config keys 'bs', 'lrr'"),
 ])
 def test_bad_values_name_the_key_and_what_is_allowed(values, message):
