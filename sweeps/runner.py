@@ -244,6 +244,9 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
     # writes every 10 s by default: a driver killed in between would cost the newer epochs. The snapshot is a
     # small JSON file, so take it every 2 s (set TUNE_GLOBAL_CHECKPOINT_S to override).
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+    # A reused trial process (reuse_actors below) first waits for the previous trial's thread to exit, and fails
+    # the next trial if it has not by then: wait longer than Tune's default, which a busy machine can exceed.
+    os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", "10")
     t0 = time.perf_counter()
     data = study.load_data(args.data_dir.expanduser().resolve())
     for cfg in plan.configs:
@@ -289,7 +292,10 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
                 trainable,
                 param_space=plan.param_space,
                 tune_config=tune.TuneConfig(metric=study.metric, mode=study.mode, num_samples=plan.num_samples,
-                                            search_alg=search_alg, scheduler=scheduler),
+                                            search_alg=search_alg, scheduler=scheduler,
+                                            # one worker process (torch imported once) serves trial after
+                                            # trial; one whose trial raised is replaced
+                                            reuse_actors=True),
                 run_config=tune.RunConfig(
                     name=TUNE_DIR, storage_path=str(run_dir), stop=stopper,
                     # no folder given: the logger writes beside the experiment, wherever RUN_DIR is by then
