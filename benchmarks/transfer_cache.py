@@ -52,7 +52,7 @@ def one_pass(data, configs: list[TransferConfig]) -> tuple[float, float]:
     t0 = time.perf_counter()
     models = {}
     for key in jobs:
-        model, weights, size = key.split("|")
+        model, weights, size, _ = key.split("|")
         models[key] = TransferNet(load_backbone(model, weights)[0], torch.nn.Identity(), int(size), False)
     t1 = time.perf_counter()
     for key, (idx, n_test) in jobs.items():

@@ -262,7 +262,8 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
     start_ray(args.address)
     try:
         if gpus is None:
-            gpus = study.gpu_share if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+            gpus = ((share(plan.configs) if callable(share := study.gpu_share) else share)
+                    if ray.cluster_resources().get("GPU", 0) > 0 else 0.0)
             if gpus == 0 and args.address:
                 print("note: the cluster has no GPU right now, so trials get none; an autoscaling cluster adds "
                       "GPU workers only when asked: pass --gpus-per-trial (e.g. 1 or 0.25)")

@@ -47,7 +47,9 @@ class Study:
     notes: dict[str, str] = field(default_factory=dict)  # study-specific help, appended to a field's own
     metric: str = "test_acc"
     mode: str = "max"
-    gpu_share: float = 1.0  # GPUs per trial when --gpus-per-trial is auto and the cluster has GPUs
+    # GPUs per trial when --gpus-per-trial is auto and the cluster has GPUs; or a function of the trial configs
+    # that returns it (the transfer studies: none for cached-mode heads, sweeps/features.py: trial_gpu_share).
+    gpu_share: float | Callable[[list[TrialConfig]], float] = 1.0
     # Checkpoints kept per trial; None keeps all. Tune's pruning of old checkpoints races with its experiment
     # snapshot: a driver killed in between makes --resume log errors for checkpoints already deleted. Trial
     # checkpoints hold only trainable state (the STN: 124 KB), so keeping all is cheap.

@@ -14,7 +14,7 @@ a full forward pass for every batch of every epoch). On CPU, use --image-size 64
 """
 from __future__ import annotations
 
-from sweeps.features import cached_features
+from sweeps.features import cached_features, trial_gpu_share
 from sweeps.runner import Study, run_study
 from trainables.transfer import TransferConfig, train_transfer
 
@@ -25,7 +25,7 @@ STUDY = Study(
     smoke={"train_per_class": [10, 30], "seed": [0], "epochs": 2, "weights": "none", "image_size": 32,
            "test_limit": 200},
     notes={"epochs": "the original study's short variant: 15"},
-    prepare=cached_features, gpu_share=1.0,
+    prepare=cached_features, gpu_share=trial_gpu_share,  # cached heads train on CPU
 )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ray import tune
 
-from sweeps.features import cached_features
+from sweeps.features import cached_features, trial_gpu_share
 from sweeps.runner import Study, run_study
 from sweeps.search import SearchSpace
 from trainables.transfer import TransferConfig, train_transfer
@@ -29,7 +29,7 @@ STUDY = Study(
     name="transfer_search", doc=__doc__, trainable=train_transfer, config_cls=TransferConfig, search=SEARCH,
     # --smoke-test: 4 trials of up to 4 epochs, random weights, 32 px, 10 images per digit, 200 test images.
     smoke={"epochs": 4, "weights": "none", "image_size": 32, "train_per_class": 10, "test_limit": 200},
-    prepare=cached_features,
+    prepare=cached_features, gpu_share=trial_gpu_share,  # cached heads train on CPU
 )
 
 

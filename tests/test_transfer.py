@@ -8,13 +8,13 @@ import torch
 import torchvision
 from torch import nn
 
-from trainables import backbones
-from trainables.backbones import (ImageNetInput, TransferNet, WeightsError, ensure_weights, find_head,
-                                  load_backbone)
+from trainables import backbones, transfer
+from trainables.backbones import (ImageNetInput, TransferNet, WeightsError, compute_features, ensure_weights,
+                                  feature_settings, find_head, load_backbone)
 from trainables.config import ConfigError
 from trainables.data import MNIST_MEAN, MNIST_STD
 from trainables.loop import MemoryReporter, fit
-from trainables.transfer import TransferConfig, feature_jobs, prepare_features, train_transfer
+from trainables.transfer import TransferConfig, feature_jobs, feature_requests, prepare_features, train_transfer
 
 OFFLINE = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
            "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
@@ -142,3 +142,89 @@ def test_forward_counts_per_mode(mnist):
     assert backbones.FORWARD_IMAGES["resnet18"] == 2 * (20 + 30)  # every epoch: all training + test images
     # Tutorial mode keeps the backbone in train mode: BatchNorm running statistics drift and are checkpointed.
     assert rep.last["model"]["features.bn1.running_mean"].abs().sum() > 0
+
+
+def test_bf16_channels_last_and_batch_256_are_chosen_only_on_cuda():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)  # a device object needs no GPU
+    assert feature_settings(cpu) == feature_settings("cpu", "fp32") == (torch.float32, 64, False)
+    assert feature_settings(cuda) == feature_settings("cuda", "bf16") == (torch.bfloat16, 256, True)
+    assert feature_settings(cuda, "fp32") == (torch.float32, 256, True)
+    assert feature_settings(cpu, "bf16") == (torch.bfloat16, 64, False)  # asked for by name: honoured
+    with pytest.raises(ValueError, match="feature_dtype 'fp16'"):
+        feature_settings(cpu, "fp16")
+    with pytest.raises(ConfigError, match="'feature_dtype' = 'fp16' is not allowed"):
+        TransferConfig.from_dict({"feature_dtype": "fp16"})
+
+
+def test_feature_cache_key_holds_the_resolved_dtype(mnist):
+    auto = TransferConfig(model="resnet18", weights="none", image_size=32, train_per_class=2, test_limit=10)
+    fp32 = TransferConfig.from_dict({**auto.to_dict(), "feature_dtype": "fp32"})
+    assert auto.cache_key("cuda") == "resnet18|none|32|bf16" and auto.cache_key("cpu") == "resnet18|none|32|fp32"
+    assert fp32.cache_key("cuda") == fp32.cache_key("cpu") == "resnet18|none|32|fp32"
+    # on CUDA the two configs need different features; on CPU one pass serves both
+    assert set(feature_jobs(mnist, [auto, fp32], "cuda")) == {"resnet18|none|32|bf16", "resnet18|none|32|fp32"}
+    assert set(feature_jobs(mnist, [auto, fp32], "cpu")) == {"resnet18|none|32|fp32"}
+    assert feature_requests([auto, fp32], "cuda") == {"resnet18|none|32|auto": "resnet18|none|32|bf16",
+                                                      "resnet18|none|32|fp32": "resnet18|none|32|fp32"}
+    feats = prepare_features(mnist, [auto, fp32], torch.device("cpu"))
+    assert feats[auto.feature_key] is feats[fp32.feature_key]
+
+
+def test_cpu_feature_pass_is_unchanged(mnist):
+    """On CPU (auto or fp32) the features are bit for bit what the feature pass always computed: eval mode,
+    NCHW, fp32, batches of 64."""
+    def net():
+        return TransferNet(load_backbone("resnet18", "none")[0], nn.Identity(), 32, backbone_train=False)
+
+    images = mnist.train_images[:150]  # two whole batches of 64 and a partial one
+    with torch.inference_mode():
+        ref = net().eval()
+        before = torch.cat([ref.features(ref.adapter(images[i:i + 64])) for i in range(0, len(images), 64)])
+    for feature_dtype in ("auto", "fp32"):
+        after = compute_features(net(), images, device=torch.device("cpu"), feature_dtype=feature_dtype)
+        assert after.dtype == torch.float32 and torch.equal(after, before)
+
+    cfg = TransferConfig(model="resnet18", weights="none", image_size=32, train_per_class=3, test_limit=20)
+    (idx, n_test), = feature_jobs(mnist, [cfg], "cpu").values()
+    fs = prepare_features(mnist, [cfg], torch.device("cpu"))[cfg.feature_key]
+    images = torch.cat([mnist.train_images[idx], mnist.test_images[:n_test]])
+    with torch.inference_mode():
+        before = torch.cat([ref.features(ref.adapter(images[i:i + 64])) for i in range(0, len(images), 64)])
+    assert torch.equal(torch.cat([fs.train, fs.test]), before)
+
+
+def test_bf16_path_runs_channels_last_under_autocast_and_returns_float32(mnist):
+    """What CUDA gets, run on CPU: channels_last input, bf16 convolutions, float32 features for the head."""
+    backbone, _ = load_backbone("resnet18", "none")
+    net = TransferNet(backbone, nn.Identity(), 32, backbone_train=False, compute_dtype=torch.bfloat16,
+                      channels_last=True).eval()
+    images = mnist.train_images[:8]
+    with torch.inference_mode():
+        fp32 = backbone(net.adapter(images))
+    seen = []
+    backbone.register_forward_pre_hook(lambda m, args: seen.append(args[0].is_contiguous(
+        memory_format=torch.channels_last)))
+    backbone.conv1.register_forward_hook(lambda m, args, out: seen.append(out.dtype))
+    with torch.inference_mode():
+        out = net.embed(images)
+    assert seen == [True, torch.bfloat16] and out.dtype == torch.float32
+    assert (out - fp32).norm() / fp32.norm() < 0.05  # bf16 rounding, not a different network
+
+    feats = compute_features(TransferNet(load_backbone("resnet18", "none")[0], nn.Identity(), 32, False),
+                             images, device=torch.device("cpu"), feature_dtype="bf16")
+    assert feats.dtype == torch.float32 and (feats - fp32).norm() / fp32.norm() < 0.05
+
+
+def test_tutorial_mode_on_cpu_runs_the_backbone_in_fp32_nchw(mnist, monkeypatch):
+    built = []
+
+    class Recorded(TransferNet):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    monkeypatch.setattr(transfer, "TransferNet", Recorded)
+    cfg = TransferConfig(model="resnet18", weights="none", image_size=32, train_per_class=1, test_limit=10,
+                         epochs=1, backbone_mode="tutorial")
+    train_transfer(cfg.to_dict(), mnist, None, MemoryReporter())
+    assert [(n.compute_dtype, n.channels_last) for n in built] == [(torch.float32, False)]

@@ -10,6 +10,10 @@ PyTorch's default init, U(-sqrt(k), sqrt(k)) with k = 1/in_features. Everything 
     net = TransferNet(features, torch.nn.Linear(dim, 10), image_size=224, backbone_train=False)
     feats = compute_features(net, images, device=torch.device("cpu"))   # N×dim, one forward per image
 
+On CUDA the backbone runs in channels_last and, by default, under bf16 autocast (`feature_settings` decides, for
+the feature pass and for tutorial mode's per-batch forward); features leave the backbone as float32, the dtype the
+heads train in. On CPU it runs as it always has: fp32, NCHW input.
+
 `FORWARD_IMAGES` counts the images every backbone has seen in this process (the benchmark reads it).
 """
 from __future__ import annotations
@@ -31,6 +35,8 @@ from trainables.errors import UserError
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 FORWARD_IMAGES: collections.Counter[str] = collections.Counter()
+FEATURE_DTYPES = ("auto", "fp32", "bf16")  # auto: bf16 on CUDA, fp32 elsewhere
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 class WeightsError(UserError, RuntimeError):
@@ -139,16 +145,38 @@ class ImageNetInput(nn.Module):
         return (x.expand(-1, 3, -1, -1) - self.mean) / self.std
 
 
+def resolve_feature_dtype(device: torch.device | str, feature_dtype: str) -> str:
+    """"fp32" or "bf16": what `feature_dtype` (auto, fp32, bf16) means on `device`."""
+    if feature_dtype not in FEATURE_DTYPES:
+        raise ValueError(f"feature_dtype {feature_dtype!r}: expected one of {', '.join(FEATURE_DTYPES)}")
+    if feature_dtype == "auto":
+        return "bf16" if torch.device(device).type == "cuda" else "fp32"
+    return feature_dtype
+
+
+def feature_settings(device: torch.device | str, feature_dtype: str = "auto") -> tuple[torch.dtype, int, bool]:
+    """(compute dtype, batch size, channels_last) of a backbone pass on `device`. CUDA: bf16 unless fp32 is asked
+    for, batch 256 and channels_last, which keep its tensor cores busy; CPU: fp32 unless bf16 is asked for, batch
+    64, NCHW, as the feature pass always ran there."""
+    cuda = torch.device(device).type == "cuda"
+    return DTYPES[resolve_feature_dtype(device, feature_dtype)], (256 if cuda else 64), cuda
+
+
 class TransferNet(nn.Module):
     """input adapter → frozen backbone → trainable head. With backbone_train=False the backbone stays in eval
-    mode whatever `.train()` says (fixed BatchNorm statistics, no dropout); True reproduces the tutorial."""
+    mode whatever `.train()` says (fixed BatchNorm statistics, no dropout); True reproduces the tutorial.
+    `compute_dtype` other than float32 runs the backbone under autocast to that dtype, and `channels_last` feeds
+    it channels_last input (see `feature_settings`); its output, the head's input, is float32 either way."""
 
-    def __init__(self, features: nn.Module, head: nn.Module, image_size: int, backbone_train: bool):
+    def __init__(self, features: nn.Module, head: nn.Module, image_size: int, backbone_train: bool, *,
+                 compute_dtype: torch.dtype = torch.float32, channels_last: bool = False):
         super().__init__()
         self.adapter = ImageNetInput(image_size)
         self.features = features
         self.head = head
         self.backbone_train = backbone_train
+        self.compute_dtype = compute_dtype
+        self.channels_last = channels_last
 
     def train(self, mode: bool = True) -> "TransferNet":
         super().train(mode)
@@ -157,7 +185,13 @@ class TransferNet(nn.Module):
         return self
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(self.adapter(x))
+        x = self.adapter(x)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.compute_dtype == torch.float32:
+            return self.features(x)
+        with torch.autocast(x.device.type, dtype=self.compute_dtype):
+            return self.features(x).float()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(x))
@@ -165,8 +199,11 @@ class TransferNet(nn.Module):
 
 @torch.inference_mode()
 def compute_features(net: TransferNet, images: torch.Tensor, *, device: torch.device,
-                     batch_size: int = 64) -> torch.Tensor:
-    """Head inputs for every image, backbone in eval mode: one forward pass per image, result on the CPU."""
-    net.eval().to(device)
+                     feature_dtype: str = "auto") -> torch.Tensor:
+    """Head inputs for every image, backbone in eval mode: one forward pass per image, float32 on the CPU.
+    `feature_dtype` (auto, fp32, bf16) and the device set the net's dtype, batch size and layout
+    (`feature_settings`)."""
+    net.compute_dtype, batch_size, net.channels_last = feature_settings(device, feature_dtype)
+    net.eval().to(device, memory_format=torch.channels_last if net.channels_last else None)
     out = [net.embed(images[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(images), batch_size)]
     return torch.cat(out) if out else torch.empty(0)

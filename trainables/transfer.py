@@ -5,7 +5,12 @@ Two backbone modes:
   tutorial  the original study exactly: backbone in train() mode (BatchNorm statistics drift, VGG dropout
             active), a full backbone forward for every batch of every epoch, test passes included
   cached    (default) backbone in eval mode; `prepare_features` runs every unique image through each
-            (backbone, weights, image size) once per sweep, and trials train the head on those features
+            (backbone, weights, image size, feature dtype) once per sweep, and trials train the head on those
+            features
+
+`feature_dtype` (auto: bf16 autocast on CUDA, fp32 on CPU) sets the backbone's compute dtype in both modes; the
+feature cache is keyed by the dtype it resolves to on the device that computes the features, so fp32 and bf16
+features never mix. Heads always train in float32.
 
     from trainables.transfer import train_transfer, prepare_features, TransferConfig
     feats = prepare_features(data, [TransferConfig(model="resnet18", weights="none", image_size=32)])
@@ -20,8 +25,9 @@ from typing import Any, Iterable
 import torch
 from torch import nn
 
-from trainables.backbones import (TransferNet, check_input_size, classification_models, compute_features,
-                                  ensure_weights, load_backbone)
+from trainables.backbones import (FEATURE_DTYPES, TransferNet, check_input_size, classification_models,
+                                  compute_features, ensure_weights, feature_settings, load_backbone,
+                                  resolve_feature_dtype)
 from trainables.config import ConfigError, SGDConfig
 from trainables.data import MnistData, stratified_subset
 from trainables.loop import Reporter, TuneReporter, fit, make_sgd, pick_device, pin_threads, trial_resources
@@ -50,6 +56,9 @@ class TransferConfig(SGDConfig):
         "choices": MODES, "help": "cached: each image through the frozen backbone once, in eval mode, heads train "
                                   "on the features; tutorial: the original study's pipeline, the backbone in train "
                                   "mode and run for every batch of every epoch"})
+    feature_dtype: str = field(default="auto", metadata={
+        "choices": FEATURE_DTYPES, "help": "the frozen backbone's compute dtype: auto (bf16 autocast on CUDA, fp32 "
+                                           "on CPU), fp32 or bf16; the head always trains in float32"})
 
     def extra_checks(self) -> None:
         if self.model not in classification_models():
@@ -64,8 +73,14 @@ class TransferConfig(SGDConfig):
 
     @property
     def feature_key(self) -> str:
-        """Which cached features this trial trains on: same backbone, weights and image size → same features."""
-        return f"{self.model}|{self.weights}|{self.image_size}"
+        """Which features this trial asks for, as configured (feature_dtype may be auto): the key of the
+        mapping that `prepare_features` and sweeps/features.py hand to the trials."""
+        return f"{self.model}|{self.weights}|{self.image_size}|{self.feature_dtype}"
+
+    def cache_key(self, device: torch.device | str) -> str:
+        """The cached features this trial trains on when they are computed on `device`: same backbone, weights,
+        image size and resolved dtype (fp32 or bf16) → same features."""
+        return f"{self.model}|{self.weights}|{self.image_size}|{resolve_feature_dtype(device, self.feature_dtype)}"
 
 
 @dataclass
@@ -78,33 +93,49 @@ class FeatureSet:
     test: torch.Tensor
 
 
-def feature_jobs(data: MnistData, configs: Iterable[TransferConfig]) -> dict[str, tuple[torch.Tensor, int]]:
-    """Per feature key of the cached configs: the union of their training subsets and how many test images."""
+def feature_jobs(data: MnistData, configs: Iterable[TransferConfig],
+                 device: torch.device | str | None = None) -> dict[str, tuple[torch.Tensor, int]]:
+    """Per cache key of the cached configs, the features computed on `device` (default: where
+    `prepare_features` would compute them): the union of their training subsets and how many test images."""
+    device = device or pick_device(None)
     jobs: dict[str, tuple[set[int], int]] = {}
     for cfg in configs:
         if cfg.backbone_mode != "cached":
             continue
-        idx, n_test = jobs.get(cfg.feature_key, (set(), 0))
+        key = cfg.cache_key(device)
+        idx, n_test = jobs.get(key, (set(), 0))
         idx |= set(stratified_subset(data.train_labels, cfg.train_per_class, cfg.seed).tolist())
-        jobs[cfg.feature_key] = (idx, max(n_test, cfg.test_limit or len(data.test_labels)))
+        jobs[key] = (idx, max(n_test, cfg.test_limit or len(data.test_labels)))
     return {k: (torch.tensor(sorted(idx), dtype=torch.long), n) for k, (idx, n) in jobs.items()}
+
+
+def feature_requests(configs: Iterable[TransferConfig], device: torch.device | str) -> dict[str, str]:
+    """feature_key (what a trial asks for) → cache key (what it gets when the features are computed on `device`)."""
+    return {cfg.feature_key: cfg.cache_key(device) for cfg in configs if cfg.backbone_mode == "cached"}
 
 
 def features_for(key: str, data: MnistData, train_index: torch.Tensor, n_test: int,
                  device: torch.device | None = None) -> FeatureSet:
-    """Run the unique images through one backbone once (eval mode)."""
-    model, weights, size = key.split("|")
+    """Run the unique images through one backbone once (eval mode), in the dtype that the cache key names."""
+    model, rest = key.split("|", 1)
+    weights, size, dtype = rest.rsplit("|", 2)  # a weights PATH may hold any character
     device = device or pick_device(None)
     backbone, dim = load_backbone(model, weights)
     net = TransferNet(backbone, nn.Identity(), int(size), backbone_train=False)
     images = torch.cat([data.train_images[train_index], data.test_images[:n_test]])
-    feats = compute_features(net, images, device=device)
+    feats = compute_features(net, images, device=device, feature_dtype=dtype)
     return FeatureSet(train_index, feats[:len(train_index)], feats[len(train_index):])
 
 
-def prepare_features(data: MnistData, configs: Iterable[TransferConfig]) -> dict[str, FeatureSet]:
-    """In-process version of the cache (notebooks, tests, benchmarks); sweeps run `features_for` as Ray tasks."""
-    return {key: features_for(key, data, idx, n) for key, (idx, n) in feature_jobs(data, configs).items()}
+def prepare_features(data: MnistData, configs: Iterable[TransferConfig],
+                     device: torch.device | None = None) -> dict[str, FeatureSet]:
+    """In-process version of the cache (notebooks, tests, benchmarks); sweeps run `features_for` as Ray tasks.
+    Returns the features by `feature_key`, as train_transfer looks them up; configs that resolve to the same
+    cache key share one FeatureSet."""
+    configs, device = list(configs), device or pick_device(None)
+    jobs = feature_jobs(data, configs, device)
+    sets = {key: features_for(key, data, idx, n, device) for key, (idx, n) in jobs.items()}
+    return {request: sets[key] for request, key in feature_requests(configs, device).items()}
 
 
 def train_transfer(config: dict[str, Any], data: MnistData, features: dict[str, Any] | None = None,
@@ -135,7 +166,9 @@ def train_transfer(config: dict[str, Any], data: MnistData, features: dict[str, 
         backbone, dim = load_backbone(cfg.model, cfg.weights)
         torch.manual_seed(cfg.seed)
         head = nn.Linear(dim, 10)
-        model = TransferNet(backbone, head, cfg.image_size, backbone_train=True)
+        dtype, _, channels_last = feature_settings(device, cfg.feature_dtype)  # CPU: fp32, NCHW as before
+        model = TransferNet(backbone, head, cfg.image_size, backbone_train=True, compute_dtype=dtype,
+                            channels_last=channels_last)
         train, tests = (data.train_images[idx], labels), {"test": (data.test_images[:n_test], test_labels)}
     optimizer, scheduler = make_sgd(head.parameters(), cfg)
     fit(model, optimizer, scheduler, train=train, tests=tests, epochs=cfg.epochs, batch_size=cfg.batch_size,
