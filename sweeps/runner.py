@@ -264,11 +264,11 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
         if gpus is None:
             gpus = ((share(plan.configs) if callable(share := study.gpu_share) else share)
                     if ray.cluster_resources().get("GPU", 0) > 0 else 0.0)
-            if gpus == 0 and args.address:
+            if gpus == 0 and args.address and not ray.cluster_resources().get("GPU", 0):
                 print("note: the cluster has no GPU right now, so trials get none; an autoscaling cluster adds "
                       "GPU workers only when asked: pass --gpus-per-trial (e.g. 1 or 0.25)")
         resources = {"cpu": cpus, "gpu": gpus}
-        # a trial no node can ever hold would wait forever (the feature task asks for the same)
+        # a trial no node can ever hold would wait forever
         if note := check_fits(resources, local=not args.address):
             print(note)
         shared = study.prepare(data, plan.configs, resources, args) if study.prepare is not None else {}
