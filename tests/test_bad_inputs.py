@@ -106,17 +106,21 @@ def interrupt(mnist_dir, run: Path, signals: int) -> tuple[subprocess.CompletedP
     """Start the sweep, send SIGINT `signals` times (0.5 s apart) once the first epoch is logged; returns the
     finished process and its argv."""
     argv = [*SWEEP, "--data-dir", str(mnist_dir), "--out", str(run)]
-    proc = subprocess.Popen([sys.executable, *argv], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    deadline = time.time() + 180
-    while time.time() < deadline and proc.poll() is None and not list((run / "logs").glob("*.parquet")):
-        time.sleep(0.25)
-    assert proc.poll() is None, "the sweep ended before it could be interrupted"
-    for _ in range(signals):
-        proc.send_signal(signal.SIGINT)
-        time.sleep(0.5)
-    out, err = proc.communicate(timeout=180)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), argv
+    # files, not pipes: a pipe nobody reads while we wait fills up and would block the sweep's own printing
+    out_file, err_file = run.parent / f"{run.name}.out", run.parent / f"{run.name}.err"
+    with open(out_file, "w") as out, open(err_file, "w") as err:
+        proc = subprocess.Popen([sys.executable, *argv], cwd=ROOT, stdout=out, stderr=err, text=True)
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None and not list((run / "logs").glob("*.parquet")):
+            time.sleep(0.25)
+        alive = proc.poll() is None
+        for _ in range(signals if alive else 0):
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.5)
+        proc.wait(timeout=240)
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, out_file.read_text(), err_file.read_text())
+    assert alive, f"the sweep ended before it could be interrupted: {done.stdout[-2000:]}{done.stderr[-2000:]}"
+    return done, argv
 
 
 def each_epoch_once(run: Path, epochs: int = 6, trials: int = 2) -> pd.DataFrame:
