@@ -244,7 +244,7 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
     # writes every 10 s by default: a driver killed in between would cost the newer epochs. The snapshot is a
     # small JSON file, so take it every 2 s (set TUNE_GLOBAL_CHECKPOINT_S to override).
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
-    # A reused trial process (reuse_actors below) first waits for the previous trial's thread to exit, and fails
+    # A reused trial process (reuse_actors, when on) first waits for the previous trial's thread to exit, and fails
     # the next trial if it has not by then: wait longer than Tune's default, which a busy machine can exceed.
     os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", "10")
     t0 = time.perf_counter()
@@ -294,9 +294,11 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
                 param_space=plan.param_space,
                 tune_config=tune.TuneConfig(metric=study.metric, mode=study.mode, num_samples=plan.num_samples,
                                             search_alg=search_alg, scheduler=scheduler,
-                                            # one worker process (torch imported once) serves trial after
-                                            # trial; one whose trial raised is replaced
-                                            reuse_actors=True),
+                                            # Reusing worker processes (torch imported once) cuts per-trial
+                                            # overhead (benchmarks/trial_overhead.py), but a killed search's
+                                            # resume and a corrupt-checkpoint fallback misbehaved under it in
+                                            # one full-suite run: off until that is understood.
+                                            reuse_actors=False),
                 run_config=tune.RunConfig(
                     name=TUNE_DIR, storage_path=str(run_dir), stop=stopper,
                     # no folder given: the logger writes beside the experiment, wherever RUN_DIR is by then
