@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist-5k"
 TARGET_S = 1.5  # issue 13: overhead per trial on a 2-core machine
-SIDES = {"runner": "the runner's settings (reuse_actors)", "baseline": "a new worker process per trial"}
+SIDES = {"runner": "the runner's settings with reuse_actors", "baseline": "a new worker process per trial"}
 
 
 def _timeline_callback(events: list):
@@ -104,11 +104,11 @@ def run_side(side: str, args: argparse.Namespace, out: Path) -> dict:
     timeline = _timeline_callback(events)
 
     # The runner builds its configs from the `ray.tune` module at call time: these subclasses add the timeline
-    # and, for the baseline, turn actor reuse off. Everything else is the runner's own.
+    # and set actor reuse per side. Everything else is the runner's own.
     class TuneConfig(tune.TuneConfig):
         def __init__(self, **kw):
-            if side == "baseline":
-                kw["reuse_actors"] = False
+            # the candidate reuses worker processes (the runner has it off for now), the baseline does not
+            kw["reuse_actors"] = side != "baseline"
             marks["reuse_actors"] = kw.get("reuse_actors", False)
             super().__init__(**kw)
 
