@@ -7,7 +7,7 @@ join `--address`), run or resume the Tuner with storage in `RUN_DIR/tune` and th
 `RUN_DIR/logs/`, then print the best trial and write the report to `RUN_DIR/report/`.
 
     STUDY = Study(name="stn_mnist", doc=__doc__, trainable=train_stn, config_cls=STNConfig, ...)
-    raise SystemExit(run_study(STUDY))            # or run_study(STUDY, ["--smoke-test", "--out", "/tmp/x"])
+    raise SystemExit(run_study(STUDY))            # or run_study(STUDY, ["--smoke-test", "--out", str(run_dir)])
 """
 from __future__ import annotations
 

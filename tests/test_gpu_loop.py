@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from test_loop import KeepStates  # the resume tests' reporter
 from trainables.config import ConfigError, SGDConfig
 from trainables.loop import (COMPILE_MODES, MemoryReporter, _cudnn_benchmark, epoch_generator, eval_sums,
                              evaluate, fit, train_one_epoch, train_sums, warm_up)
@@ -31,16 +32,6 @@ def blobs(n=200, seed=0):
     y = torch.arange(n) % 2
     x = torch.randn(n, 2, generator=g) * 0.5 + (y[:, None] * 2 - 1) * 2.0
     return x, y
-
-
-class KeepStates(MemoryReporter):
-    def __init__(self):
-        super().__init__()
-        self.states = []
-
-    def report(self, metrics, state, arrays=None):
-        super().report(metrics, state, arrays)
-        self.states.append(copy.deepcopy(state))
 
 
 def test_epoch_order_on_cpu_is_pinned():
