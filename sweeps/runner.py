@@ -205,6 +205,20 @@ def recreate_missing_checkpoints(experiment: Path) -> list[Path]:
     return made
 
 
+def set_aside_orphan_logs(run_dir: Path, known: set[str]) -> list[Path]:
+    """Move logs of trials that Tune's snapshot does not know into RUN_DIR/tune/orphan-logs/. A driver killed
+    between a trial's start and the next snapshot leaves such a file; resumed, the search asks for a new trial in
+    its place, and the orphan's rows would count as one more trial of the run."""
+    moved = []
+    for path in sorted((run_dir / "logs").glob("*.parquet")):
+        if path.stem not in known:
+            target = run_dir / TUNE_DIR / "orphan-logs" / path.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            path.replace(target)
+            moved.append(target)
+    return moved
+
+
 def _run(study: Study, args: argparse.Namespace) -> int:
     run_dir = args.out.expanduser().resolve()
     stored = _stored_recipe(run_dir) if args.resume else None
@@ -238,6 +252,9 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
             write_status(run_dir, "finished", trials=total, finished=len(statuses))
             _write_report(args, run_dir)
             return 0
+        for moved in set_aside_orphan_logs(run_dir, set(statuses)):
+            print(f"note: {moved.name} belongs to a trial started after Tune's last snapshot; it is rerun, and "
+                  f"its rows were moved to {moved.parent}")
 
     check_address(args.address)  # one line for an address that does not answer, before the data load
     # --resume restarts each trial from the newest checkpoint named in Tune's experiment snapshot, which Tune

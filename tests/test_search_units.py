@@ -1,6 +1,7 @@
 """Search parts without Ray running: option parsing, the plateau stopper's record, the early-stop label."""
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from sweeps.options import build_parser, resolve
@@ -48,3 +49,19 @@ def test_plateau_stopper_records_what_it_stopped(tmp_path):
     assert stopper.stopped == {"a"}
     assert reason("a") == "plateau" and reason("b") == "asha"
     assert (tmp_path / "optuna.db").exists()  # the study lives in RUN_DIR
+
+
+def test_resume_sets_aside_logs_of_trials_the_snapshot_does_not_know(tmp_path):
+    """A driver killed after a trial started but before Tune's next snapshot leaves that trial's log file; the
+    resumed search runs a new trial in its place, so the orphan's rows must leave logs/ (kept, not deleted)."""
+    from helpers import LogTrial, epoch_metrics, write_logs
+
+    from sweeps.runner import set_aside_orphan_logs
+
+    write_logs(tmp_path / "logs", [LogTrial(tid, {"epochs": 2}, [epoch_metrics(0.5)], end=None)
+                                   for tid in ("a_00000", "a_00001", "a_00002")])
+    moved = set_aside_orphan_logs(tmp_path, {"a_00000", "a_00001"})
+    assert [p.name for p in moved] == ["a_00002.parquet"]
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["a_00000.parquet", "a_00001.parquet"]
+    assert pd.read_parquet(moved[0])["trial_id"].tolist() == ["a_00002"]
+    assert set_aside_orphan_logs(tmp_path, {"a_00000", "a_00001"}) == []
