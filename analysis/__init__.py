@@ -5,6 +5,13 @@ This package uses pandas, pyarrow, numpy and matplotlib only: it never imports r
 can be built on any laptop from a copied logs folder.
 """
 
-from analysis.logs import config_columns, group_columns, group_label, load_logs
-
 __all__ = ["load_logs", "config_columns", "group_columns", "group_label"]
+
+
+def __getattr__(name: str):
+    # on first use only: trial processes import analysis.files (atomic writes) and need no pandas
+    if name in __all__:
+        from analysis import logs
+
+        return getattr(logs, name)
+    raise AttributeError(f"module 'analysis' has no attribute {name!r}")

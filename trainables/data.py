@@ -1,9 +1,9 @@
-"""MNIST as tensors: read once with torchvision, normalize once, take stratified subsets by index.
+"""MNIST as tensors: read once from the IDX files, normalize once, take stratified subsets by index.
 
 The training path never runs per-sample transforms: a 5k-60k image set is a few hundred MB of float32 at most,
-so batches are slices of one tensor. Before torchvision reads anything, the raw IDX files that exist are checked
+so batches are slices of one tensor. Before anything is read, the raw IDX files that exist are checked
 (magic number, header, size, image/label counts): a truncated or corrupt file is a DataError naming it, its size
-and what was expected, and is never downloaded over; only missing files are downloaded.
+and what was expected, and is never downloaded over; only missing files are downloaded (by torchvision).
 
     from trainables.data import load_mnist, stratified_subset
     data = load_mnist("../shared/data/mnist-5k")          # MnistData: train/test images N×1×28×28, labels N
@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
-import torchvision
 
 from trainables.errors import ConfigError, UserError
 
@@ -218,6 +218,8 @@ def _download(root: Path, missing: list[str]) -> None:
         print(f"MNIST not found in {root}: downloading it there (about 12 MB)...", flush=True)
     try:
         # torchvision fetches (or reuses a verified .gz of) all four files and unpacks them into raw/
+        import torchvision
+
         torchvision.datasets.MNIST(str(root), train=True, download=True)
     except Exception as err:  # torchvision raises RuntimeError/URLError/OSError depending on the failure
         # torchvision lists every mirror it tried; the last line holds the cause (e.g. no network)
@@ -233,13 +235,34 @@ def _download(root: Path, missing: list[str]) -> None:
                         f"Expected {_LAYOUT.format(root=root)}.")
 
 
-def _read_split(root: Path, train: bool) -> torchvision.datasets.MNIST:
+def _read_legacy_split(root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(uint8 images, labels) from torchvision's old processed/*.pt files."""
+    import torchvision
+
     try:
-        return torchvision.datasets.MNIST(str(root), train=train, download=False)
-    except Exception as err:  # the files passed check_mnist_files, so this is unexpected: still one line
+        ds = torchvision.datasets.MNIST(str(root), train=train, download=False)
+    except Exception as err:
         cause = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
         raise DataError(f"MNIST in {root} could not be read ({type(err).__name__}: {cause}). "
                         f"Expected {_LAYOUT.format(root=root)}.") from None
+    return ds.data, ds.targets
+
+
+def _read_idx(path: Path, kind: _Kind) -> torch.Tensor:
+    """The items of an IDX file that `check_mnist_files` passed (so its header and size are known good). Read
+    directly rather than through torchvision's dataset class, whose import a sweep would otherwise pay for
+    nothing but this."""
+    h = _read_header(path, kind)
+    items = np.fromfile(path, dtype=np.uint8, offset=kind.header)
+    return torch.from_numpy(items.reshape(h.dims))
+
+
+def _read_split(root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    if _legacy(root):
+        return _read_legacy_split(root, train)
+    images, labels = SPLIT_FILES[0 if train else 1]
+    raw = root / "MNIST" / "raw"
+    return _read_idx(raw / images, _IMAGES), _read_idx(raw / labels, _LABELS)
 
 
 def load_mnist(data_dir: str | Path, download: bool = True) -> MnistData:
@@ -258,9 +281,8 @@ def load_mnist(data_dir: str | Path, download: bool = True) -> MnistData:
             raise DataError(f"MNIST not found in {root}{some}. Expected {_LAYOUT.format(root=root)}.")
         if missing:
             _download(root, missing)
-    train = _read_split(root, True)
-    test = _read_split(root, False)
-    return MnistData(normalize(train.data), train.targets.long(), normalize(test.data), test.targets.long(), str(root))
+    (train_x, train_y), (test_x, test_y) = _read_split(root, True), _read_split(root, False)
+    return MnistData(normalize(train_x), train_y.long(), normalize(test_x), test_y.long(), str(root))
 
 
 def check_per_class(per_class: int | None, data: MnistData) -> None:
