@@ -104,11 +104,11 @@ def run_side(side: str, args: argparse.Namespace, out: Path) -> dict:
     timeline = _timeline_callback(events)
 
     # The runner builds its configs from the `ray.tune` module at call time: these subclasses add the timeline
-    # and set actor reuse per side. Everything else is the runner's own.
+    # and turn actor reuse off on the baseline side. Everything else is the runner's own.
     class TuneConfig(tune.TuneConfig):
         def __init__(self, **kw):
-            # the candidate reuses worker processes (the runner has it off for now), the baseline does not
-            kw["reuse_actors"] = side != "baseline"
+            if side == "baseline":
+                kw["reuse_actors"] = False
             marks["reuse_actors"] = kw.get("reuse_actors", False)
             super().__init__(**kw)
 

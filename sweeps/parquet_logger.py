@@ -183,10 +183,17 @@ def _float_or_none(value: Any) -> float | None:
 
 def _last_error_line(trial) -> str:
     """The message of the trial's latest exception (the last line of Tune's error trace)."""
+    text = ""
     try:
-        text = trial.get_error() or ""
+        # Tune writes the error into the driver's staging folder first (error_file) and copies it to RUN_DIR/tune
+        # later, where get_error() reads: the staging copy is there by the time this hook runs
+        local = getattr(trial, "error_file", None)
+        if isinstance(local, str) and Path(local).is_file():
+            text = Path(local).read_text(errors="replace")
+        if not text.strip():
+            text = trial.get_error() or ""
     except Exception:  # the error file is not readable (yet): the status still says error
-        text = ""
+        pass
     if not isinstance(text, str):
         text = str(text)
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]

@@ -6,7 +6,8 @@ run folder that was moved or copied resumes where it is without touching the ori
     python -m pytest tests/test_bad_inputs.py -q                   # plus interrupts, move/copy, disk full
 
 Other rows of the same table live beside their code: data files (test_data_files.py), checkpoints
-(test_checkpoints.py), resources and addresses (test_resources.py).
+(test_e2e_sweep.py: a corrupt checkpoint of a killed sweep), resources and addresses (test_resources.py), --resume of
+a finished transfer run (test_e2e_transfer.py, on its smoke sweep).
 """
 from __future__ import annotations
 
@@ -160,15 +161,25 @@ def test_ctrl_c_is_honest(interrupted_once):
 
 
 @pytest.mark.slow
-def test_a_copied_run_resumes_in_the_copy_and_the_original_is_untouched(interrupted_once, tmp_path):
+def test_a_copied_run_resumes_in_the_copy_untouched_original_and_keeps_its_options(interrupted_once, tmp_path):
     run, _, argv = interrupted_once
     before = digest(run)
     copy = tmp_path / "COPY"
     shutil.copytree(run, copy, symlinks=True)
-    resumed = run_cli(*[a if a != str(run) else str(copy) for a in argv], "--resume", timeout=300)
+    copy_argv = [a if a != str(run) else str(copy) for a in argv]
+    resumed = run_cli(*copy_argv, "--resume", timeout=300)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     each_epoch_once(copy)
     assert digest(run) == before  # not one byte of the original changed
+
+    # --resume keeps what the sweep started with: a changed option is refused, none at all finds it finished
+    logs = digest(copy / "logs")
+    changed = run_cli(*copy_argv, "--resume", "--epochs", "4")
+    one_error_line(changed, 2, "epochs 6 → 4", "--resume continues the sweep as it started")
+    again = run_cli("sweeps/stn_mnist.py", "--data-dir", str(copy_argv[copy_argv.index("--data-dir") + 1]),
+                    "--out", str(copy), "--resume", "--no-report", timeout=300)  # no options: the sweep's own
+    assert again.returncode == 0 and "already finished" in again.stdout, again.stdout[-2000:]
+    assert digest(copy / "logs") == logs
 
 
 @pytest.mark.slow
@@ -183,34 +194,6 @@ def test_ctrl_c_twice_then_a_moved_run_resumes_where_it_is(mnist_dir, tmp_path):
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     each_epoch_once(moved)
     assert not run.exists()  # nothing was written to where the run used to be
-
-
-@pytest.mark.slow
-def test_resume_keeps_what_the_sweep_started_with(mnist_dir, tmp_path):
-    run = tmp_path / "RUN"
-    argv = ["sweeps/stn_mnist.py", "--data-dir", str(mnist_dir), "--out", str(run), "--epochs", "2", "--seeds", "0",
-            "--train-per-class", "5", "--test-limit", "20"]
-    assert run_cli(*argv, timeout=300).returncode == 0
-    logs = digest(run / "logs")
-    changed = run_cli(*argv, "--resume", "--epochs", "4")
-    one_error_line(changed, 2, "epochs 2 → 4", "--resume continues the sweep as it started")
-    again = run_cli("sweeps/stn_mnist.py", "--data-dir", str(mnist_dir), "--out", str(run), "--resume",
-                    timeout=300)  # no options: the sweep's own
-    assert again.returncode == 0 and "already finished" in again.stdout, again.stdout[-2000:]
-    assert digest(run / "logs") == logs
-
-
-@pytest.mark.slow
-def test_a_finished_transfer_run_is_not_recomputed(mnist_dir, tmp_path):
-    run = tmp_path / "RUN"
-    argv = ["sweeps/transfer_grid.py", "--data-dir", str(mnist_dir), "--out", str(run), "--models", "resnet18",
-            "--weights", "none", "--image-size", "32", "--sizes", "10", "--seeds", "0", "--epochs", "1",
-            "--test-limit", "50", "--no-report"]
-    first = run_cli(*argv, timeout=300)
-    assert first.returncode == 0 and "features:" in first.stdout, first.stdout[-2000:] + first.stderr[-2000:]
-    again = run_cli(*argv, "--resume", timeout=300)
-    assert again.returncode == 0 and "already finished" in again.stdout
-    assert "features:" not in again.stdout  # no backbone pass for a run with nothing left to do
 
 
 @pytest.fixture()

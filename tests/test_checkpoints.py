@@ -1,27 +1,20 @@
 """Checkpoints that fail to load are skipped, not retried: each one is reported in one line (trial, folder, why)
 and the trial resumes from the newest older checkpoint that loads, or from scratch when none does.
 
-Fast tests drive the fallback on checkpoint folders written here; the slow one kills a real sweep mid-trial,
+These tests drive the fallback on checkpoint folders written here; tests/test_e2e_sweep.py kills a real sweep,
 truncates the checkpoint Tune's snapshot names and resumes it through the command line.
 
-    pytest tests/test_checkpoints.py -m "not slow"
+    pytest tests/test_checkpoints.py
 """
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
 from torch import nn
 
-from helpers import ROOT, run_cli
 from trainables.loop import (STATE_FILE, MemoryReporter, TuneReporter, UnreadableCheckpoint, fit, load_state,
                              newest_readable_state, older_checkpoints)
 
@@ -153,82 +146,3 @@ def test_fit_resumed_after_a_fallback_matches_an_uninterrupted_run(tmp_path):
     assert [r["epoch"] for r in resumed.rows] == [3, 4]  # from epoch 2's checkpoint
     for a, b in zip(whole.parameters(), model.parameters()):
         assert torch.equal(a, b)
-
-
-# -- through the command line ------------------------------------------------------------------------------------
-@pytest.mark.slow
-def test_resume_skips_a_truncated_checkpoint_and_logs_each_epoch_once(mnist_dir, tmp_path):
-    """Kill a sweep mid-trial, truncate the checkpoint Tune's snapshot names, --resume: one line names it, the
-    trial resumes from the checkpoint before it and finishes without a failure; every epoch is logged once."""
-    run = tmp_path / "RUN"
-    epochs = 8  # enough, with 100 images per digit, that the trial is still mid-way when it is frozen below
-    args = ["sweeps/stn_mnist.py", "--data-dir", str(mnist_dir), "--out", str(run), "--epochs", str(epochs),
-            "--seeds", "0", "--train-per-class", "100", "--test-limit", "1000", "--no-report"]
-    # Its own session, so the kill takes the local Ray with it, as a crashed machine would.
-    with open(tmp_path / "first.log", "w") as log:
-        proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    trial_dir = named = status = None
-    deadline = time.time() + 180
-    try:
-        # Freeze the trial's process once it has checkpointed epoch 2 (its pid is in Tune's result.json), so it
-        # cannot finish while Tune's periodic snapshot catches up with its newest checkpoint; then kill.
-        stopped = False
-        while time.time() < deadline and proc.poll() is None:
-            time.sleep(0.1)
-            results = _results(run)
-            if not stopped and results and results[-1]["epoch"] >= 2:
-                os.kill(results[-1]["pid"], signal.SIGSTOP)
-                stopped = True
-            if stopped:
-                trial_dir, named, named_epoch, status = _snapshot(run)
-                newest = max((p.name for p in trial_dir.glob("checkpoint_*")), default=None) if trial_dir else None
-                if status not in (None, "RUNNING") or (named is not None and named == newest):
-                    break
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    assert status == "RUNNING" and named not in (None, "checkpoint_000000"), f"not killed mid-trial: {status} {named}"
-    corrupt = trial_dir / named
-    truncate(corrupt / STATE_FILE)
-    time.sleep(2)  # Ray's own agents notice the dead driver and exit
-
-    resumed = run_cli(*args, "--resume", timeout=300)
-    out = resumed.stdout + resumed.stderr
-    assert resumed.returncode == 0, out[-4000:]
-    said = [line for line in out.splitlines() if "unreadable" in line]
-    assert len(said) == 1 and str(corrupt) in said[0], said
-    assert f"resuming from checkpoint_{int(named[-6:]) - 1:06d} (epoch {named_epoch - 1})" in said[0]
-    df = pd.read_parquet(run / "logs")
-    assert sorted(df["epoch"]) == list(range(1, epochs + 1))
-    assert (df["status"] == "terminated").all() and (df["failures"] == 0).all()
-    # Tune's own results: the resumed attempt started at the corrupt checkpoint's epoch, not at 1 nor after it.
-    starts = [r["epoch"] for r in _results(run) if r["iterations_since_restore"] == 1]
-    assert starts == [1, named_epoch]
-
-
-def _results(run: Path) -> list[dict]:
-    files = list((run / "tune").glob("*/result.json"))
-    if not files:
-        return []
-    lines = files[0].read_text().splitlines()
-    out = []
-    for line in lines:
-        try:
-            out.append(json.loads(line))
-        except ValueError:  # a line being written
-            break
-    return out
-
-
-def _snapshot(run: Path) -> tuple[Path | None, str | None, int, str | None]:
-    """(trial folder, checkpoint folder and epoch of its last result, status) in Tune's newest experiment snapshot."""
-    states = sorted((run / "tune").glob("experiment_state-*.json"))
-    try:
-        trial_json, meta_json = json.loads(states[-1].read_text())["trial_data"][0]
-    except (IndexError, ValueError, OSError):  # not written yet, or being replaced
-        return None, None, 0, None
-    trial, last = json.loads(trial_json), json.loads(meta_json).get("last_result") or {}
-    trial_dirs = list((run / "tune").glob(f"*{trial['trial_id']}*"))
-    return ((trial_dirs[0] if trial_dirs else None), last.get("checkpoint_dir_name"), last.get("epoch", 0),
-            trial["status"])

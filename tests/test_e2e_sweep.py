@@ -1,5 +1,6 @@
 """End to end: the smoke STN sweep through real Ray Tune on real MNIST, its Parquet logs and its report;
-then --resume on the finished run and the refusal to overwrite it."""
+then --resume on the finished run and the refusal to overwrite it; and a driver killed mid-sweep, one of its
+checkpoints damaged, resumed from checkpoints with each epoch logged once."""
 from __future__ import annotations
 
 import json
@@ -8,6 +9,7 @@ import pandas as pd
 import pytest
 
 from helpers import run_cli
+from trainables.loop import STATE_FILE
 
 pytestmark = pytest.mark.slow
 
@@ -71,8 +73,10 @@ def test_finished_sweep_is_not_overwritten_and_resume_adds_nothing(smoke_run, mn
 
 
 def test_killed_driver_resumes_from_checkpoints_with_each_epoch_once(mnist_dir, tmp_path):
-    """Driver loss: SIGKILL the sweep (and its local Ray) mid-sweep, rerun with --resume: finished trials are
-    not rerun, unfinished ones continue from their checkpoints, the logs hold each epoch once."""
+    """Driver loss: SIGKILL the sweep (and its local Ray) mid-sweep, truncate the checkpoint Tune's snapshot names
+    for one running trial, rerun with --resume: finished trials are not rerun, unfinished ones continue from their
+    checkpoints (the damaged one from the checkpoint before it, said in one line, without a failure), the logs
+    hold each epoch once."""
     import os
     import signal
     import subprocess
@@ -96,31 +100,43 @@ def test_killed_driver_resumes_from_checkpoints_with_each_epoch_once(mnist_dir, 
         while time.time() < deadline and proc.poll() is None:
             time.sleep(0.25)
             snapshot = _snapshot(run)
-            running = [epoch for status, epoch in snapshot.values() if status == "RUNNING"]
-            if any(s == "TERMINATED" for s, _ in snapshot.values()) and running and min(running) >= 2:
+            running = [epoch for status, epoch, _ in snapshot.values() if status == "RUNNING"]
+            if any(s == "TERMINATED" for s, _, _ in snapshot.values()) and running and min(running) >= 2:
                 break
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    finished = {tid for tid, (status, _) in snapshot.items() if status == "TERMINATED"}
-    assert finished and any(s == "RUNNING" for s, _ in snapshot.values()), f"not killed mid-sweep: {snapshot}"
+    finished = {tid for tid, (status, _, _) in snapshot.items() if status == "TERMINATED"}
+    running = {tid: (epoch, named) for tid, (status, epoch, named) in snapshot.items() if status == "RUNNING"}
+    assert finished and running, f"not killed mid-sweep: {snapshot}"
     before = pd.read_parquet(run / "logs")
+    # Damage the checkpoint the snapshot names for one running trial (epoch >= 2, so an older one exists).
+    damaged, (damaged_epoch, named) = max(running.items(), key=lambda item: item[1][0])
+    corrupt = next((run / "tune").glob(f"*{damaged}*")) / named
+    state = corrupt / STATE_FILE
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
     time.sleep(2)  # Ray's own agents notice the dead driver and exit
 
     resumed = run_cli(*args, "--resume", timeout=240)
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    out = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, out[-3000:]
+    said = [line for line in out.splitlines() if "unreadable" in line]
+    assert len(said) == 1 and str(corrupt) in said[0], said
+    assert f"resuming from checkpoint_{int(named[-6:]) - 1:06d} (epoch {damaged_epoch - 1})" in said[0]
     df = pd.read_parquet(run / "logs")
     assert len(df) == 2 * 2 + 2 * 8 and not df.duplicated(["trial_id", "epoch"]).any()
     for tid, g in df.groupby("trial_id"):
         assert sorted(g["epoch"]) == list(range(1, g["config/epochs"].iloc[0] + 1))
-    assert (df["status"] == "terminated").all()
+    assert (df["status"] == "terminated").all() and (df["failures"] == 0).all()
     # Tune's own per-trial results: finished trials ran once; the others resumed from a checkpoint, not epoch 1.
     for result_file in (run / "tune").glob("*/result.json"):
         results = [json.loads(line) for line in result_file.read_text().splitlines()]
         starts = [r["epoch"] for r in results if r["iterations_since_restore"] == 1]
         tid = results[0]["trial_id"]
-        status, _ = snapshot.get(tid, ("PENDING", 0))
-        if status == "TERMINATED":
+        status, _, _ = snapshot.get(tid, ("PENDING", 0, None))
+        if tid == damaged:  # from the checkpoint before the damaged one
+            assert starts == [1, damaged_epoch], f"{result_file.parent.name}: {starts}"
+        elif status == "TERMINATED":
             assert starts == [1], f"finished trial {tid} was rerun"
             pd.testing.assert_frame_equal(df[df["trial_id"] == tid].reset_index(drop=True),
                                           before[before["trial_id"] == tid].reset_index(drop=True))
@@ -130,8 +146,9 @@ def test_killed_driver_resumes_from_checkpoints_with_each_epoch_once(mnist_dir, 
             assert starts == [1]
 
 
-def _snapshot(run) -> dict[str, tuple[str, int]]:
-    """Trial id → (status, epoch of the last checkpointed result) in Tune's newest experiment snapshot."""
+def _snapshot(run) -> dict[str, tuple[str, int, str | None]]:
+    """Trial id → (status, epoch and folder name of the last checkpointed result) in Tune's newest experiment
+    snapshot."""
     states = sorted((run / "tune").glob("experiment_state-*.json"))
     try:
         trial_data = json.loads(states[-1].read_text())["trial_data"]
@@ -140,5 +157,6 @@ def _snapshot(run) -> dict[str, tuple[str, int]]:
     out = {}
     for trial_json, meta_json in trial_data:
         trial, last = json.loads(trial_json), json.loads(meta_json).get("last_result") or {}
-        out[trial["trial_id"]] = (trial["status"], last["epoch"] if last.get("checkpoint_dir_name") else 0)
+        named = last.get("checkpoint_dir_name")
+        out[trial["trial_id"]] = (trial["status"], last["epoch"] if named else 0, named)
     return out

@@ -1,5 +1,6 @@
 """End to end: the transfer grid's dry run (30 configurations), its smoke sweep through real Ray with the
-feature cache, and the offline ImageNet-weights error before anything starts."""
+feature cache, --resume of that finished sweep (no feature pass again), and the offline ImageNet-weights error
+before anything starts."""
 from __future__ import annotations
 
 import json
@@ -34,12 +35,19 @@ def test_offline_imagenet_weights_fail_at_once(mnist_dir, tmp_path):
     assert not (tmp_path / "run" / "tune").exists()
 
 
-@pytest.mark.slow
-def test_smoke_transfer_grid(mnist_dir, tmp_path):
-    run = tmp_path / "RUN"
-    proc = run_cli("sweeps/transfer_grid.py", "--smoke-test", "--data-dir", str(mnist_dir), "--out", str(run),
-                   timeout=240)
+@pytest.fixture(scope="module")
+def smoke_grid(mnist_dir, tmp_path_factory):
+    """The transfer grid's smoke sweep, run once: (RUN_DIR, its argv, the finished process)."""
+    run = tmp_path_factory.mktemp("transfer") / "RUN"
+    argv = ["sweeps/transfer_grid.py", "--smoke-test", "--data-dir", str(mnist_dir), "--out", str(run)]
+    proc = run_cli(*argv, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return run, argv, proc
+
+
+@pytest.mark.slow
+def test_smoke_transfer_grid(smoke_grid):
+    run, _, proc = smoke_grid
     assert "features: resnet50, none, 32" in proc.stdout
     df = pd.read_parquet(run / "logs")
     assert set(df["config/model"]) == {"resnet50", "vgg19"}
@@ -50,3 +58,14 @@ def test_smoke_transfer_grid(mnist_dir, tmp_path):
     assert (run / "report" / "size_effect.png").stat().st_size > 0  # Table 2: best accuracy against size
     sizes = pd.read_csv(run / "report" / "size_effect.csv")
     assert len(sizes) == 4
+
+
+@pytest.mark.slow
+def test_a_finished_transfer_run_is_not_recomputed(smoke_grid):
+    run, argv, _ = smoke_grid
+    logs = sorted((run / "logs").iterdir())
+    before = {p.name: p.read_bytes() for p in logs}
+    again = run_cli(*argv, "--resume", "--no-report", timeout=300)
+    assert again.returncode == 0 and "already finished" in again.stdout, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "features:" not in again.stdout  # no backbone pass for a run with nothing left to do
+    assert {p.name: p.read_bytes() for p in sorted((run / "logs").iterdir())} == before

@@ -1,10 +1,9 @@
 """Tests for the tradeoff parts of analysis.report on hand-made logs with known numbers (no ray, no torch):
 epochs to 95/99/100% of the best, plateau, GPU-seconds, t-intervals, the epoch-budget table, tuned vs baseline,
 Pareto membership, isolation, the early-stopping audit, per-variant tables, bad files, --compare and the
-section hook; plus one slow end-to-end check on a real smoke search.
+section hook. The report of a real smoke search is checked in tests/test_search.py, on the search it runs.
 
-    python -m pytest tests/test_report_tradeoff.py -q            # fast ones
-    python -m pytest tests/test_report_tradeoff.py -q -m slow    # the smoke search (about a minute)
+    python -m pytest tests/test_report_tradeoff.py -q
 
 Data (written through the sweep's real ParquetLogger): budget 4 epochs. Group lr=0.1: a0, a1, a2 (10 s/epoch);
 group lr=0.01: b0, b1 and b2 (ASHA-stopped after epoch 2; 5 s/epoch); group lr=0.001: c0 (ASHA-stopped after
@@ -245,26 +244,3 @@ def test_section_hook(tmp_path, monkeypatch):
     assert "href='sigma.csv'" in page
     assert "Section broken failed" in md and "RuntimeError: boom" in md
     assert md.index("Sigma curve") < md.index("## Trials")  # extra sections come before the long tables
-
-
-@pytest.mark.slow
-def test_report_on_a_real_smoke_search(mnist_dir, tmp_path):
-    run = tmp_path / "RUN"
-    proc = run_cli("sweeps/stn_search.py", "--smoke-test", "--data-dir", str(mnist_dir), "--out", str(run),
-                   timeout=240)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = run / "report"
-    md = (out / "report.md").read_text()
-    logs = pd.read_parquet(run / "logs")
-    assert logs["gpus"].notna().all() and logs["cpus"].notna().all()  # the runner passed its resources
-    for title in ("## Tradeoff: accuracy against epochs and compute", "## Pareto front", "## Isolation plots",
-                  "## When trials reach their best", "## Early-stopping audit"):
-        assert title in md
-    assert "the first configuration in sweep.json" in md  # the search's enqueued baseline
-    comp = pd.read_csv(out / "comparison.csv").set_index("comparison")
-    assert "batch_size=64, lr=0.01, lr_step=0" == comp.loc["best vs baseline", "reference group"]
-    audit = pd.read_csv(out / "audit.csv", dtype={"trial_id": str})  # Ray ids can be all digits
-    stopped = logs.groupby("trial_id").agg(reason=("stop_reason", "last"), epochs=("epoch", "max"))
-    assert sorted(audit["trial_id"]) == sorted(stopped.index[stopped["reason"] == "asha"])
-    assert (audit["epochs_saved"] == 3 - audit["stop_epoch"]).all()  # smoke budget: 3 epochs
-    assert " failed\n" not in md

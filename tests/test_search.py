@@ -1,5 +1,6 @@
 """Optuna search sweeps through real Ray Tune: the baseline first, ASHA-stopped trials PRUNED in the SQLite study
-and 'asha' in the logs, and a killed search resumed without duplicate trials."""
+and 'asha' in the logs, the report of each smoke search (tradeoff sections, the enqueued baseline, the
+early-stopping audit), and a killed search resumed without duplicate trials."""
 from __future__ import annotations
 
 import os
@@ -47,17 +48,45 @@ def check_study_agrees_with_logs(run, n_trials):
     return study, per_trial
 
 
-@pytest.mark.parametrize("script", ["stn_search", "transfer_search"])
-def test_smoke_search_prunes_what_asha_stopped(script, mnist_dir, tmp_path):
-    run = tmp_path / "RUN"
-    proc = run_cli(f"sweeps/{script}.py", "--smoke-test", "--data-dir", str(mnist_dir), "--out", str(run),
+@pytest.fixture(scope="module", params=["stn_search", "transfer_search"])
+def smoke_search(request, mnist_dir, tmp_path_factory):
+    """(script, RUN_DIR) of each search script's smoke test, run once for the tests below."""
+    run = tmp_path_factory.mktemp(request.param) / "RUN"
+    proc = run_cli(f"sweeps/{request.param}.py", "--smoke-test", "--data-dir", str(mnist_dir), "--out", str(run),
                    timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return request.param, run
+
+
+def test_smoke_search_prunes_what_asha_stopped(smoke_search):
+    script, run = smoke_search
     study, per_trial = check_study_agrees_with_logs(run, 4)
     baseline = {"stn_search": {"batch_size": 64, "lr": 0.01, "lr_step": 0},
                 "transfer_search": {"batch_size": 4, "lr": 0.001, "lr_step": 7}}[script]
     assert study.trials[0].params == baseline  # the original study's configuration, enqueued first
     assert "asha" in set(per_trial["stop_reason"])  # grace 1, factor 2 over 4 trials always stops some
+
+
+def test_report_on_a_real_smoke_search(smoke_search):
+    script, run = smoke_search
+    out = run / "report"
+    md = (out / "report.md").read_text()
+    logs = pd.read_parquet(run / "logs")
+    assert logs["gpus"].notna().all() and logs["cpus"].notna().all()  # the runner passed its resources
+    for title in ("## Tradeoff: accuracy against epochs and compute", "## Pareto front", "## Isolation plots",
+                  "## When trials reach their best", "## Early-stopping audit"):
+        assert title in md
+    assert "the first configuration in sweep.json" in md  # the search's enqueued baseline
+    comp = pd.read_csv(out / "comparison.csv").set_index("comparison")
+    baseline = {"stn_search": "batch_size=64, lr=0.01, lr_step=0",
+                "transfer_search": "batch_size=4, lr=0.001, lr_step=7"}[script]
+    assert comp.loc["best vs baseline", "reference group"] == baseline
+    audit = pd.read_csv(out / "audit.csv", dtype={"trial_id": str})  # Ray ids can be all digits
+    stopped = logs.groupby("trial_id").agg(reason=("stop_reason", "last"), epochs=("epoch", "max"))
+    assert sorted(audit["trial_id"]) == sorted(stopped.index[stopped["reason"] == "asha"])
+    budget = int(logs["config/epochs"].max())
+    assert (audit["epochs_saved"] == budget - audit["stop_epoch"]).all()
+    assert " failed\n" not in md
 
 
 def test_killed_search_resumes_without_duplicates(mnist_dir, tmp_path):
