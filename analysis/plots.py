@@ -18,7 +18,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from analysis.logs import CONFIG_PREFIX, SEED_COLUMN, _formatted, format_value, group_labels
-from analysis.tables import PLATEAU_PP, _order_key
+from analysis.tables import PLATEAU_PP, _order_key, choice_phrase, rank_column
 
 MAX_PLOTTED_GROUPS = 10  # more lines than this make the plot unreadable; the best ones are kept
 HINDSIGHT = ("Best accuracy, best loss and their epochs are chosen in hindsight on the test set "
@@ -35,10 +35,14 @@ SIZE_SECTION = "Effect of training-set size"
 
 
 def _top_groups(groups: pd.DataFrame) -> list[str]:
-    """The MAX_PLOTTED_GROUPS groups with the best mean best test accuracy, in the table's order."""
-    ranked = groups.sort_values("best_test_acc_mean", ascending=False, kind="stable")["group"]
+    """The MAX_PLOTTED_GROUPS best groups (analysis.tables.rank_column), in the table's order."""
+    ranked = groups.sort_values(rank_column(groups), ascending=False, kind="stable")["group"]
     keep = set(ranked.head(MAX_PLOTTED_GROUPS))
     return [g for g in groups["group"] if g in keep]
+
+
+def _ranked_by(groups: pd.DataFrame) -> str:
+    return "mean validation accuracy" if rank_column(groups) == "best_val_acc_mean" else "mean best test accuracy"
 
 
 def _rows_of(table: pd.DataFrame, column: str, keys: list[str]) -> dict[str, pd.DataFrame]:
@@ -92,7 +96,7 @@ def plot_curves(curv: pd.DataFrame, groups: pd.DataFrame, metric: str) -> tuple[
     shown = _top_groups(groups)
     caption = f"{TITLES[metric]} per epoch; {BAND}"
     if len(groups) > len(shown):
-        caption += f"; top {len(shown)} of {len(groups)} groups by mean best test accuracy"
+        caption += f"; top {len(shown)} of {len(groups)} groups by {_ranked_by(groups)}"
     short = dict(zip(groups["group"], group_labels(groups, gcols, digits=3)))  # legend only
     fig = Figure(figsize=(10, 5), dpi=100)
     FigureCanvasAgg(fig)  # explicit Agg canvas: no pyplot, no global backend switch, works headless
@@ -118,7 +122,7 @@ def _plot_curves_by_model(curv: pd.DataFrame, groups: pd.DataFrame, metric: str,
     panels = [(m, _top_groups(groups[model == m])) for m in models]
     caption = f"{TITLES[metric]} per epoch, one panel per model; {BAND}"
     if any(len(shown) < (model == m).sum() for m, shown in panels):
-        caption += f"; in each panel the top {MAX_PLOTTED_GROUPS} groups by mean best test accuracy"
+        caption += f"; in each panel the top {MAX_PLOTTED_GROUPS} groups by {_ranked_by(groups)}"
     ncols = min(len(models), 3)  # beyond 3 panels a single row gets too narrow to read
     nrows = -(-len(models) // ncols)
     fig = Figure(figsize=(4.5 * ncols + 2, 4.5 * nrows), dpi=100)
@@ -189,7 +193,7 @@ def plot_size_effect(table: pd.DataFrame, trials: pd.DataFrame, gcols: list[str]
     caption = ("Best test accuracy, best test loss and the epochs where each was reached, against training-set "
                "size (images per digit); marker = mean across seeds, bar = ± 1 std (none with one seed), "
                "faint dots = single seeds, lines nudged sideways so they do not overlap; best values and their "
-               "epochs are picked in hindsight on the test set")
+               f"epochs are {choice_phrase(trials)}")
     if len(lines) > len(shown):
         caption += f"; top {len(shown)} of {len(lines)} lines by mean best test accuracy"
     dropped = len(trials) - len(data)
@@ -237,8 +241,9 @@ def _short(text: str, width: int = 60) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
-def plot_tradeoff(budget: pd.DataFrame, plateau: float, compute: str) -> tuple[bytes, str]:
-    """Accuracy against the epoch budget (left) and the marginal gain of each extra epoch (right)."""
+def plot_tradeoff(budget: pd.DataFrame, plateau: float, compute: str, by_val: bool = False) -> tuple[bytes, str]:
+    """Accuracy against the epoch budget (left) and the marginal gain of each extra epoch (right); ``by_val``:
+    best-so-far epochs and the best group were chosen on the validation split (analysis.tradeoff.budget_table)."""
     fig = _figure(12, 4.5)
     ax, ax2 = fig.subplots(1, 2)
     E = budget["E"]
@@ -260,9 +265,12 @@ def plot_tradeoff(budget: pd.DataFrame, plateau: float, compute: str) -> tuple[b
     ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax2.grid(alpha=0.3)
     ax2.legend(fontsize="small")
-    caption = ("Accuracy if every trial had stopped at epoch E: solid = best-so-far (the best epoch up to E, chosen "
-               "on the test set, hence optimistic), dashed = the accuracy at epoch E itself; best group = the group "
-               "with the highest mean across seeds at E, average trial = the mean over all trials that reached E; "
+    chosen = ("the test accuracy at the epoch up to E with the best validation accuracy" if by_val else
+              "the best epoch up to E, chosen on the test set, hence optimistic")
+    ranked = "validation" if by_val else "test"
+    caption = (f"Test accuracy if every trial had stopped at epoch E: solid = best-so-far ({chosen}), dashed = the "
+               f"accuracy at epoch E itself; best group = the group with the highest mean {ranked} accuracy across "
+               "seeds at E, average trial = the mean over all trials that reached E; "
                f"right: percentage points gained by the E-th epoch; plateau = first E whose best-so-far is within "
                f"{PLATEAU_PP * 100:g} pp of the final best")
     _caption_on_top(fig, caption)
@@ -291,8 +299,8 @@ def plot_pareto(trials: pd.DataFrame, front: pd.Series, compute: str, marks: dic
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
     caption = (f"Best test accuracy against compute, one dot per trial; red = the Pareto front (no other trial is "
-               f"both at least as accurate and cheaper); compute = {COMPUTE_TITLES[compute]}; best accuracy chosen "
-               "in hindsight on the test set")
+               f"both at least as accurate and cheaper); compute = {COMPUTE_TITLES[compute]}; best accuracy: its "
+               f"epoch {choice_phrase(trials)}")
     ax.set_title(caption.replace("; ", "\n"), fontsize="small")
     return _png(fig), caption
 
@@ -313,8 +321,8 @@ def plot_best_epoch_hist(trials: pd.DataFrame) -> tuple[bytes, str]:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize="small")
-    caption = ("Epoch at which each trial reached its best test accuracy (earliest on ties, chosen in hindsight on "
-               "the test set); a pile-up at the last epoch means the budget cut training short")
+    caption = (f"Epoch at which each trial reached its best accuracy (earliest on ties), {choice_phrase(trials)}; "
+               "a pile-up at the last epoch means the budget cut training short")
     ax.set_title(caption.replace("; ", "\n"), fontsize="small")
     return _png(fig), caption
 
@@ -427,7 +435,7 @@ def plot_variants(curv: pd.DataFrame, groups: pd.DataFrame, variants: list[str])
     axes[ncols - 1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1))
     caption = "Test accuracy per epoch on each test variant, one panel per variant; line = mean across seeds"
     if len(groups) > len(shown):
-        caption += f"; top {len(shown)} of {len(groups)} groups by mean best test accuracy"
+        caption += f"; top {len(shown)} of {len(groups)} groups by {_ranked_by(groups)}"
     _caption_on_top(fig, caption)
     return _png(fig), caption
 
@@ -441,7 +449,7 @@ def plot_compare(curves_by_run: dict[str, pd.DataFrame], groups_by_run: dict[str
     styles = ["-", "--", ":", "-."]
     i = 0
     for k, (run, curv) in enumerate(curves_by_run.items()):
-        best = groups_by_run[run].nlargest(top, "best_test_acc_mean")["group"]
+        best = groups_by_run[run].nlargest(top, rank_column(groups_by_run[run]))["group"]
         for g in best:
             rows = curv[curv["group"] == g]
             ax.plot(rows["epoch"], rows["test_acc_mean"], linestyle=styles[k % 4], color=f"C{i % 10}", marker="o",

@@ -115,16 +115,18 @@ figcaption{color:#555;font-size:13px}
 
 
 def write_page(out: str | Path, title: str, sections: list[Section], intro: list[tuple[str, str]] | None = None,
-               markdown_name: str = "report.md") -> Path:
-    """Write every section's files into OUT, then the page twice: MARKDOWN_NAME and index.html, each with the title,
-    the INTRO parts, a heading per section and a line linking the CSVs; returns index.html's path."""
+               markdown_name: str = "report.md", files: dict[str, bytes | str] | None = None) -> Path:
+    """Write FILES (those the INTRO parts show) and every section's files into OUT, then the page twice:
+    MARKDOWN_NAME and index.html, each with the title, the INTRO parts, a heading per section and a line linking
+    the CSVs; returns index.html's path."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for s in sections:
-        for name, content in s.files.items():
+    every = [dict(files or {})] + [s.files for s in sections]
+    for group in every:
+        for name, content in group.items():
             (out / name).parent.mkdir(parents=True, exist_ok=True)  # sections may use subfolders
             atomic_write(out / name, content)
-    csvs = [n for s in sections for n in s.files if n.endswith(".csv")]
+    csvs = [n for group in every for n in group if n.endswith(".csv")]
     intro = intro or []
 
     md = [f"# {title}", "", *[f"{m}\n" for m, _ in intro]]

@@ -5,17 +5,28 @@
 Writes into DIR (default RUN_DIR/report), all files side by side so the folder can be copied or served as is:
 index.html and report.md (the same content), the PNGs they show and the tables behind them as CSV:
 
-- trials.csv: per trial best/final accuracy and loss with their epochs, epochs to 95/99/100% of the best and to
+- trials.csv: per trial best/final accuracy and loss with their epochs (best_val_acc and chosen_on say whether
+  validation chose the epoch), epochs to 95/99/100% of the best and to
   plateau, stop reason, epochs run, seconds and GPU-seconds (seconds x the trial's GPU share from the logs'
   gpus column; 0 for old logs without it, and the report says so); Pareto membership.
 - groups.csv (a group is a configuration without its seed): mean, std and 95% Student-t interval across seeds;
   curves.csv per group and epoch; test_acc.png / test_loss.png (the original study's Tables 3 and 4);
   size_effect.csv/png when train_per_class varies (its Table 2); variants.png when test_acc/<variant> exists.
 - tradeoff.csv/png (accuracy if stopped at each epoch budget, marginal gain, plateau), comparison.csv (best
-  group vs baseline and vs median group), pareto.csv/png, best_epoch.png, isolation.csv/png, and audit.csv/png
-  where a scheduler stopped trials early. With --compare: compare_groups.csv, compare.csv and compare.png.
+  group vs baseline and vs median group), confirm.csv (a search's headline, per seed), pareto.csv/png,
+  best_epoch.png, isolation.csv/png, and audit.csv/png where a scheduler stopped trials early. With --compare:
+  compare_groups.csv, compare.csv and compare.png.
 
-Best values and their epochs are picked in hindsight on the test set, and the report says so.
+Validation chooses, test reports: where the logs have val_acc (the held-out validation split), each trial's best
+epoch and the best group and trial are chosen on it, and the accuracy reported is the test accuracy at that epoch;
+without it (old logs, --val-per-class 0) they are picked in hindsight on the test set, and the report says so.
+
+A search's report (RUN_DIR holds optuna.db, or the logs have a phase column) opens with the headline "tuned vs
+baseline: +x points (95% CI) on the test set, at y× the epochs and z× the compute": the best non-baseline
+configuration against the baseline (sweep.json's first configuration, or --baseline) on the confirm phase's
+trials only, with the per-seed numbers below it and in confirm.csv; without a confirm phase the same comparison
+comes from the search's own trials and the line says it is optimistic. A baseline that did not run its whole
+epoch budget gets no number there, nor in comparison.csv: the report says where it was stopped instead.
 
 Extending: a section is a function ``fn(data: RunData) -> Section | list[Section] | None`` (RunData from
 analysis.run; build the Section with analysis.render's table/figure/paragraph/section); list it in SECTIONS or
@@ -23,7 +34,7 @@ add it with ``register_section(fn)``. The built-in sections live in analysis.sec
 analysis.sigma_curve, the STN inspection in analysis.stn_inspect; analysis.render.write_page writes the page. A
 Section carries its title, Markdown, HTML and files (name -> bytes/str, written into the report folder). A
 section that raises becomes a note; it never breaks the report. The modules this one imports never import it.
-Uses pandas, pyarrow, numpy and matplotlib's Agg canvas only (no ray, no torch, no display needed).
+Uses pandas, pyarrow, numpy, scipy and matplotlib's Agg canvas only (no ray, no torch, no display needed).
 """
 
 from __future__ import annotations
@@ -39,13 +50,31 @@ from analysis.render import Section, bullets, fmt_num, fmt_pm, note, paragraph, 
 from analysis.run import RunData, load_run
 from analysis.runstate import driver_alive, read_status
 from analysis.sections import audit_section, best_epoch_section, compare_section, curves_section, groups_section, \
-    isolation_section, pareto_section, size_section, skipped_section, trials_section, tradeoff_section, \
+    headline, isolation_section, pareto_section, size_section, skipped_section, trials_section, tradeoff_section, \
     variants_section
+from analysis.tables import chosen_on, rank_column
+from analysis.tradeoff import phases
 from analysis.sigma_curve import sigma_section
 from analysis.stn_inspect import inspection_sections
 
 HINDSIGHT = ("Best accuracy, best loss and their epochs are chosen in hindsight on the test set "
              "(there is no separate validation split), so they are optimistic.")
+VALIDATION = ("Validation chooses, test reports: each trial's best epoch (earliest on ties), the best group and "
+              "the best trial are chosen on the validation split (val_acc, val_loss); the best accuracy and loss "
+              "shown are the test values at that epoch.")
+
+
+def choice_note(d: RunData) -> str:
+    """The intro's line on which split chose the best epochs: VALIDATION, HINDSIGHT, or how the two mix."""
+    split = chosen_on(d.trials)
+    if split == "validation":
+        return VALIDATION
+    if split == "test":
+        return HINDSIGHT
+    n = int((d.trials["chosen_on"] != "val").sum())
+    return (f"{n} of {len(d.trials)} trials have no validation split (val_acc): their best accuracy, best loss and "
+            "epochs are chosen in hindsight on the test set, and so is the ranking of groups, so they are "
+            "optimistic; the other trials' best epochs are chosen on validation.")
 
 
 SectionFn = Callable[[RunData], "Section | list[Section] | None"]
@@ -114,15 +143,19 @@ def _start_methods() -> list[str]:
 
 def _facts(d: RunData) -> list[str]:
     fixed = [c for c in config_columns(d.df) if c not in d.gcols and c != SEED_COLUMN]
-    best = d.groups.loc[d.groups["best_test_acc_mean"].idxmax()]
+    best = d.groups.loc[d.groups[rank_column(d.groups)].idxmax()]
+    by_val = chosen_on(d.groups) == "validation"
     return [
         f"{len(d.trials)} trials in {len(d.groups)} group(s), {len(d.df)} rows (trial × epoch), "
         f"up to {d.df['epoch'].max()} epochs.",
         "Varying: " + (", ".join(c.removeprefix(CONFIG_PREFIX) for c in d.gcols) or "nothing (one group)") + ".",
         "Fixed: " + (group_label(d.df.iloc[0], fixed) if fixed else "nothing") + ".",
-        f"Best group: {best['group']}: best test accuracy "
+        f"Best group{' (chosen on validation)' if by_val else ''}: {best['group']}: "
+        f"{'test accuracy at the val-chosen epoch' if by_val else 'best test accuracy'} "
         f"{fmt_pm(best['best_test_acc_mean'], best['best_test_acc_std'])}"
-        f" over {best['n_seeds']} seed(s).",
+        f" over {best['n_seeds']} seed(s)"
+        + (" (search and confirm trials together; the headline uses the confirm phase alone)."
+           if (phases(d.trials) == "confirm").any() else "."),
         f"Compute: {fmt_num(d.trials['total_seconds'].sum())} seconds of training, "
         f"{fmt_num(d.trials['gpu_seconds'].sum())} GPU-seconds (seconds × each trial's GPU share).",
         *d.notes,
@@ -155,10 +188,21 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, compare
     if compare is not None:
         data.compare = load_run(compare)
     sections = _run_sections(data)
-    intro = [bullets(_facts(data)), note(HINDSIGHT)]
+    intro = [bullets(_facts(data)), note(choice_note(data))]
+    files = {}
+    if (top := _headline(data)) is not None:  # a search's answer comes first
+        intro.insert(0, (top.markdown, top.html))
+        files = top.files
     if (first := completeness(data)) is not None:
         intro.insert(0, note(first))
-    return write_page(out, f"Sweep report: {run_dir.resolve().name}", sections, intro)
+    return write_page(out, f"Sweep report: {run_dir.resolve().name}", sections, intro, files=files)
+
+
+def _headline(data: RunData) -> Section | None:
+    try:
+        return headline(data)
+    except Exception as exc:  # like a section: a failure becomes a note, never a missing report
+        return section("Tuned vs baseline", [note(f"tuned vs baseline failed: {type(exc).__name__}: {exc}")])
 
 
 def main(argv: list[str] | None = None) -> int:

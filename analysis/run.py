@@ -15,7 +15,9 @@ import pandas as pd
 
 from analysis import tradeoff
 from analysis.logs import group_columns, load_logs
-from analysis.tables import curves, group_summary, gpu_share, trial_summary
+from analysis.tables import PHASE_COLUMN, curves, group_summary, gpu_share, trial_summary
+
+SEARCH_STUDY_FILE = "optuna.db"  # sweeps/search.py keeps a search's Optuna study in RUN_DIR under this name
 
 
 @dataclass
@@ -37,6 +39,18 @@ class RunData:
     @property
     def skipped(self) -> list[dict]:
         return self.df.attrs.get("skipped", [])
+
+    @property
+    def first_config(self) -> dict | None:
+        """sweep.json's first configuration: the study's baseline (a search enqueues it first)."""
+        configs = (self.sweep or {}).get("configs")
+        return configs[0] if isinstance(configs, list) and configs and isinstance(configs[0], dict) else None
+
+    @property
+    def is_search(self) -> bool:
+        """A search run (its report opens with the tuned-vs-baseline headline): RUN_DIR holds the Optuna study
+        (optuna.db), or the logs carry a phase column (search/confirm); a grid has neither."""
+        return (self.run_dir / SEARCH_STUDY_FILE).exists() or PHASE_COLUMN in self.df
 
 
 def load_run(run_dir: str | Path, baseline: str | None = None) -> RunData:

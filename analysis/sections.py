@@ -1,6 +1,6 @@
 """The report's built-in sections: each is ``fn(data: RunData) -> Section | None``, in the order of SECTIONS
 in analysis.report (groups, size effect, curves, variants, tradeoff, Pareto, best epoch, isolation, audit,
-comparison, trials, skipped files).
+comparison, trials, skipped files), and ``headline``, which analysis.report puts at the top of a search's report.
 
     from analysis.run import load_run
     from analysis.sections import groups_section
@@ -15,16 +15,16 @@ import pandas as pd
 
 from analysis import plots, tradeoff
 from analysis.logs import CONFIG_PREFIX, SEED_COLUMN, format_value, group_columns, group_labels
-from analysis.render import MAX_TABLE_ROWS, Section, bullets, csv_bytes, figure, fmt_ci, fmt_num, fmt_pm, \
+from analysis.render import MAX_TABLE_ROWS, Section, bullets, csv_bytes, figure, fmt_ci, fmt_num, fmt_pm, note, \
     paragraph, section, table, top_rows
 from analysis.run import RunData
-from analysis.tables import PLATEAU_PP, variant_columns
+from analysis.tables import PLATEAU_PP, choice_phrase, chosen_on, rank_column, variant_columns
 
 COMPUTE_NAMES = {"gpu_seconds": "GPU-seconds", "total_seconds": "seconds"}
 
 
 def groups_section(d: RunData) -> Section:
-    g, note = top_rows(d.groups, "best_test_acc_mean")
+    g, note = top_rows(d.groups, rank_column(d.groups))
     show = pd.DataFrame({"group": g["group"], "n_seeds": g["n_seeds"]})
     show["best acc (mean ± std)"] = [fmt_pm(m, s) for m, s in zip(g["best_test_acc_mean"], g["best_test_acc_std"])]
     show["best acc 95% CI"] = [fmt_ci(m, h) for m, h in zip(g["best_test_acc_mean"], g["best_test_acc_ci95"])]
@@ -39,7 +39,8 @@ def groups_section(d: RunData) -> Section:
         show[f"{kind} acc {variant}"] = [fmt_pm(m, s) for m, s in zip(g[col], g[col.replace("_mean", "_std")])]
     if g["stopped_early"].any():
         show["stopped early"] = g["stopped_early"]
-    text = ("Mean ± std (ddof=1) across seeds; 95% CI = Student-t interval of the mean, "
+    text = (f"Best accuracy and loss: their epochs are {choice_phrase(d.trials)}. "
+            "Mean ± std (ddof=1) across seeds; 95% CI = Student-t interval of the mean, "
             "mean ± t(0.975, n-1)·std/√n (none with one seed). Epochs to 95%/99% = first epoch reaching that share "
             f"of the trial's best accuracy; plateau = first epoch within {PLATEAU_PP * 100:g} pp of it.")
     return section("Groups (configuration without seed)", [paragraph(text), table(show.astype(str), note)],
@@ -69,7 +70,7 @@ def variants_section(d: RunData) -> Section | None:
     if not variants:
         return None
     png, caption = plots.plot_variants(d.curves, d.groups, variants)
-    g, note = top_rows(d.groups, "best_test_acc_mean")
+    g, note = top_rows(d.groups, rank_column(d.groups))
     show = pd.DataFrame({"group": g["group"]})
     for v in variants:
         name = v.removeprefix("test_acc/")
@@ -82,12 +83,23 @@ def variants_section(d: RunData) -> Section | None:
 def tradeoff_section(d: RunData) -> Section:
     budget = tradeoff.budget_table(d.df, d.trials, d.curves, d.compute)
     plateau = tradeoff.plateau_epoch(budget["best_group_best_so_far"], budget["E"])
-    png, caption = plots.plot_tradeoff(budget, plateau, d.compute)
+    png, caption = plots.plot_tradeoff(budget, plateau, d.compute, chosen_on(d.trials) == "validation")
     final = budget.iloc[-1]
     at = budget.set_index("E").loc[plateau] if not np.isnan(plateau) else None
+    split = chosen_on(d.trials)
+    chose = {"validation": "Validation chose: every trial's best epoch, the best group and the best trial are "
+                           "chosen on the validation split (val_acc); every accuracy below is test accuracy, at "
+                           "the epoch validation chose.",
+             "mixed": "Validation chose where the logs have it: trials with val_acc have their best epoch chosen "
+                      "on it; the others, and the ranking of groups, use the test set (optimistic).",
+             "test": "The test set chose: the logs have no validation split (val_acc), so best epochs, the best "
+                     "group and the best trial are chosen in hindsight on the test set (optimistic)."}[split]
     facts = [
-        "Best-so-far accuracy picks the best epoch up to E on the test set: it is what early stopping on the test "
-        "set would give, so it is optimistic; accuracy at epoch E is what training for exactly E epochs gives.",
+        ("Best-so-far accuracy is the test accuracy at the epoch up to E with the best validation accuracy: what "
+         "early stopping on validation would give; accuracy at epoch E is what training for exactly E epochs gives."
+         if split == "validation" else
+         "Best-so-far accuracy picks the best epoch up to E on the test set: it is what early stopping on the test "
+         "set would give, so it is optimistic; accuracy at epoch E is what training for exactly E epochs gives."),
         f"Plateau: the first epoch budget whose best-so-far accuracy (best group) is within {PLATEAU_PP * 100:g} "
         f"percentage points of the final best: epoch {fmt_num(plateau)} of {int(final['E'])}"
         + (f" ({fmt_num(at['best_group_best_so_far'])} vs {fmt_num(final['best_group_best_so_far'])} at the full "
@@ -108,26 +120,31 @@ def tradeoff_section(d: RunData) -> Section:
     shown["gain of epoch E (pp)"] = shown["gain of epoch E (pp)"] * 100
     for c in shown.columns[2:]:
         shown[c] = shown[c].map(fmt_num)
-    parts = [bullets(facts), figure("tradeoff", caption, "accuracy against epoch budget"), table(shown.astype(str))]
+    parts = [paragraph(chose), bullets(facts), figure("tradeoff", caption, "accuracy against epoch budget"),
+             table(shown.astype(str))]
     files = {"tradeoff.csv": csv_bytes(budget), "tradeoff.png": png}
     if len(d.groups) > 1:
-        first = (d.sweep or {}).get("configs", [None])[0] if (d.sweep or {}).get("configs") else None
-        base, why = tradeoff.choose_baseline(d.groups, d.gcols, first, d.baseline)
-        comp = tradeoff.compare_to_baseline(d.groups, base)
-        text = (f"Tuned vs baseline: the best group (highest mean best accuracy) against the baseline, {why}"
-                + (f": {base}" if base else "") + ", and against the median group (the lower median by mean best "
-                "accuracy). Δ = best minus reference, per trial, means across seeds.")
-        shown = comp.copy()
+        base, why = tradeoff.choose_baseline(d.groups, d.gcols, d.first_config, d.baseline)
+        comp = tradeoff.compare_to_baseline(d.groups, base, d.trials)
+        by = "mean validation accuracy" if split == "validation" else "mean best test accuracy"
+        text = (f"Tuned vs baseline: the best group (highest {by}) against the baseline, {why}"
+                + (f": {base}" if base else "") + f", and against the median group (the lower median by {by}). "
+                "Accuracies are test accuracies" + (" at the epoch chosen on validation" if split == "validation"
+                                                    else "") + ". Δ = best minus reference, per trial, means across "
+                "seeds" + (", from every trial of the run (search and confirm phases alike)"
+                           if tradeoff.PHASE_COLUMN in d.trials else "") + ".")
+        shown = comp.drop(columns="note")
         for c in shown.columns[3:]:
             shown[c] = shown[c].map(fmt_num)
         parts += [paragraph(text), table(shown.astype(str))]
+        parts += [note(n) for n in comp["note"] if n]
         files["comparison.csv"] = csv_bytes(comp)
     return section("Tradeoff: accuracy against epochs and compute", parts, files)
 
 
 def pareto_section(d: RunData) -> Section:
     front = d.trials["pareto"]
-    marks = {"best group": d.groups.loc[d.groups["best_test_acc_mean"].idxmax(), "group"]}
+    marks = {"best group": d.groups.loc[d.groups[rank_column(d.groups)].idxmax(), "group"]}
     png, caption = plots.plot_pareto(d.trials, front, d.compute, marks)
     cols = ["trial_id", "group", d.compute, "best_test_acc", "best_acc_epoch", "epochs", "stop_reason"]
     cols = list(dict.fromkeys(c for c in cols if c in d.trials))
@@ -150,7 +167,7 @@ def best_epoch_section(d: RunData) -> Section:
     epoch = d.trials["best_acc_epoch"].astype(float)
     late = (epoch >= d.trials["budget"] * 0.9).mean()
     text = (f"Median epoch of best accuracy: {fmt_num(epoch.median())}; {late * 100:.0f}% of trials reached their best "
-            "in the last 10% of their epoch budget.")
+            f"in the last 10% of their epoch budget. Best epochs are {choice_phrase(d.trials)}.")
     return section("When trials reach their best", [paragraph(text), figure("best_epoch", caption)],
                    {"best_epoch.png": png})
 
@@ -197,22 +214,27 @@ def audit_section(d: RunData) -> Section | None:
 
 
 def trials_section(d: RunData) -> Section:
-    tr, note = top_rows(d.trials, "best_test_acc", 2 * MAX_TABLE_ROWS)
+    tr, shown_note = top_rows(d.trials, rank_column(d.trials), 2 * MAX_TABLE_ROWS)
     t = pd.DataFrame({"trial_id": tr["trial_id"]})
     for c in d.gcols + ([SEED_COLUMN] if SEED_COLUMN in tr else []):
         t[c.removeprefix(CONFIG_PREFIX)] = tr[c].map(format_value)
     t["epochs"], t["status"] = tr["epochs"], tr["status"].map(str)
     t["stop reason"] = tr["stop_reason"].map(lambda v: "" if pd.isna(v) else str(v))
+    by_val = chosen_on(tr) == "validation"
+    if by_val:  # the validation number that chose the epoch, beside the test number reported there
+        t["best val acc"] = tr["best_val_acc"].map(fmt_num)
     for name in ("acc", "loss"):
         best, epoch = tr[f"best_test_{name}"], tr[f"best_{name}_epoch"]
-        t[f"best {name} (epoch)"] = [f"{fmt_num(v)} ({fmt_num(e)})" for v, e in zip(best, epoch)]
+        title = f"test {name} at val-chosen epoch (epoch)" if by_val else f"best {name} (epoch)"
+        t[title] = [f"{fmt_num(v)} ({fmt_num(e)})" for v, e in zip(best, epoch)]
     t["epochs to 95/99/100%"] = [f"{fmt_num(a)}/{fmt_num(b)}/{fmt_num(c)}" for a, b, c in
                                  zip(tr["epochs_to_95pct"], tr["epochs_to_99pct"], tr["epochs_to_100pct"])]
     for c in [c for c in tr if c.startswith("final_test_acc")]:
         t[c.replace("final_test_acc", "final acc").replace("_", " ")] = tr[c].map(fmt_num)
     t["seconds"] = tr["total_seconds"].map(fmt_num)
     t["GPU-seconds"] = tr["gpu_seconds"].map(fmt_num)
-    return section("Trials", [table(t.astype(str), note)], {"trials.csv": csv_bytes(d.trials)})
+    parts = [paragraph(f"Best epochs are {choice_phrase(d.trials)}.")] if chosen_on(d.trials) != "test" else []
+    return section("Trials", parts + [table(t.astype(str), shown_note)], {"trials.csv": csv_bytes(d.trials)})
 
 
 def skipped_section(d: RunData) -> Section | None:
@@ -240,7 +262,7 @@ def compare_section(d: RunData) -> Section | None:
     both["group"] = relabel.reindex(pd.MultiIndex.from_frame(both[["run", "group_in_run"]])).to_numpy()
     rows = []
     for n, r in runs.items():
-        best = r.groups.loc[r.groups["best_test_acc_mean"].idxmax()]
+        best = r.groups.loc[r.groups[rank_column(r.groups)].idxmax()]
         rows.append({"run": n, "trials": len(r.trials), "groups": len(r.groups),
                      "best group": relabel[(n, best["group"])],
                      "best acc (mean)": best["best_test_acc_mean"], "epochs run (total)": int(r.trials["epochs"].sum()),
@@ -269,3 +291,52 @@ def compare_section(d: RunData) -> Section | None:
         table(shown.astype(str)), figure("compare", caption), table(gshow.astype(str), note)],
         {"compare.csv": csv_bytes(summary), "compare_groups.csv": csv_bytes(both), "compare.png": png})
 
+
+
+def _signed(v: float) -> str:
+    return f"{v:+.1f}"
+
+
+def headline(d: RunData) -> Section | None:
+    """A search's answer to "was tuning worth it?" (tradeoff.tuned_vs_baseline) for the top of the report: one
+    line, then (from a confirm phase) the per-seed table, also written as confirm.csv. None for a run that is not
+    a search (RunData.is_search)."""
+    if not d.is_search:
+        return None
+    h = tradeoff.tuned_vs_baseline(d.trials, d.gcols, d.compute, d.first_config, d.baseline)
+    confirm = h["source"] == "confirm"
+    where = ("the confirm phase's trials only" if confirm else
+             "the search itself (no confirm phase), so it is optimistic: the winner was picked on the same trials "
+             "that score it")
+    label = "tuned vs baseline" if confirm else "tuned vs baseline (from the search itself, optimistic)"
+    if h["problem"] is not None:
+        line = f"{label}: no comparison: {h['problem']}."
+    elif h["unfinished"] is not None:
+        line = f"{label}: {h['unfinished']}"
+    else:
+        ci = ("no CI: fewer than two seeds on a side" if min(h["n_winner"], h["n_baseline"]) < 2 else
+              "no CI: the seeds do not differ" if np.isnan(h["lo_pp"]) else
+              f"95% CI {_signed(h['lo_pp'])} to {_signed(h['hi_pp'])}")
+        line = (f"{label}: {_signed(h['diff_pp'])} points ({ci}) on the test set, at {fmt_num(h['epochs_ratio'], 3)}× "
+                f"the epochs and {fmt_num(h['compute_ratio'], 3)}× the compute")
+    chose = ("mean validation accuracy" if h["chosen_on"] == "validation" else
+             "mean test accuracy, chosen in hindsight on the test set since not every trial has a validation split")
+    text = f"Computed from {where}."
+    if h["winner"] is not None:
+        text += (f" Winner: {h['winner']}, the best of {h['candidates']} non-baseline configuration(s) by {chose}; "
+                 f"baseline: {h['baseline']}, {h['why']}.")
+    if "diff_pp" in h:
+        text += (f" Points = mean test accuracy of the winner's {h['n_winner']} seed(s) minus the baseline's "
+                 f"{h['n_baseline']}, each at its trial's epoch chosen "
+                 + ("on validation" if h["chosen_on"] == "validation" else "on the test set")
+                 + "; CI = Welch two-sample t interval of that difference; epochs = mean epochs run per trial, "
+                 f"compute = mean {COMPUTE_NAMES[d.compute]} per trial, winner over baseline.")
+    parts, files = [note(line), paragraph(text)], {}
+    if confirm and "per_seed" in h:
+        seeds = h["per_seed"]
+        shown = pd.DataFrame({"seed": seeds[SEED_COLUMN].map(format_value) if SEED_COLUMN in seeds else "",
+                              "baseline test acc": seeds["baseline_test_acc"].map(fmt_num),
+                              "winner test acc": seeds["winner_test_acc"].map(fmt_num)})
+        parts.append(table(shown.astype(str), "confirm.csv holds these numbers with each trial and chosen epoch."))
+        files["confirm.csv"] = csv_bytes(seeds)
+    return section("Tuned vs baseline", parts, files)

@@ -1,14 +1,22 @@
 """Accuracy gained versus epochs and compute spent, from the tables of analysis.tables (no ray, no torch).
 
-    from analysis.tradeoff import budget_table, pareto, compare_to_baseline, isolation, stop_audit
+    from analysis.tradeoff import budget_table, pareto, compare_to_baseline, isolation, stop_audit, tuned_vs_baseline
+
+"Best" follows analysis.tables: the epoch (and the best group or trial) is chosen on the validation split when
+every trial has val_acc, and the accuracy reported is the test accuracy at that epoch; without val_acc the choice
+is made in hindsight on the test set (optimistic).
 
 - budget_table: for every epoch budget E, the accuracy if training had stopped at E, both at epoch E and
-  best-so-far (the best epoch up to E, which picks the epoch on the test set: optimistic), for the best group
-  and for the average trial, the marginal gain of each extra epoch, and the compute spent up to E.
+  best-so-far (the best epoch up to E), for the best group and for the average trial, the marginal gain of each
+  extra epoch, and the compute spent up to E.
 - Epochs to plateau: the first epoch whose best-so-far accuracy is within PLATEAU_PP (0.5 percentage points)
   of the final best.
 - compare_to_baseline: the best group against the baseline group and the median group: Δ accuracy, Δ epochs,
-  Δ seconds and Δ GPU-seconds per trial.
+  Δ seconds and Δ GPU-seconds per trial; no Δ against a baseline that did not run its whole epoch budget
+  (baseline_unfinished says why).
+- tuned_vs_baseline: the search's headline: the winning configuration against the baseline on the confirm phase's
+  trials only (a Welch t interval on the difference of mean test accuracies), or, without a confirm phase, on the
+  search's own trials (optimistic).
 - pareto: the trials that no other trial beats on both best accuracy and compute.
 - isolation: per varied hyperparameter and value, the best group mean over all other hyperparameters.
 - stop_audit: trials a scheduler stopped (stop_reason asha, plateau, ...): compute saved, and each one's
@@ -19,8 +27,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.logs import _formatted
-from analysis.tables import PLATEAU_PP, trial_codes
+from analysis.logs import SEED_COLUMN, _formatted, group_labels
+from analysis.tables import PHASE_COLUMN, PLATEAU_PP, chosen_on, chosen_so_far, group_summary, rank_column, t975, \
+    trial_codes
 
 
 def compute_column(trials: pd.DataFrame) -> str:
@@ -37,19 +46,29 @@ def plateau_epoch(best_so_far: pd.Series, epochs: pd.Series) -> float:
     return float(epochs.to_numpy()[hit[0]])
 
 
+def _pick(pick: pd.DataFrame, show: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Per row (epoch): the column (group) with the highest value in ``pick`` and its value in ``show``."""
+    col = np.nan_to_num(pick.to_numpy(float), nan=-np.inf).argmax(axis=1)
+    groups = pick.columns.to_numpy()[col]
+    values = show.to_numpy(float)[np.arange(len(show)), show.columns.get_indexer(groups)]
+    return pd.Series(values, index=pick.index), pd.Series(groups, index=pick.index)
+
+
 def budget_table(df: pd.DataFrame, trials: pd.DataFrame, curv: pd.DataFrame, compute: str) -> pd.DataFrame:
-    """One row per epoch budget E (only trials that reached E count at E)."""
+    """One row per epoch budget E (only trials that reached E count at E). The best group at E is chosen on mean
+    val_acc when every trial has it (and its mean test accuracy shown), else on mean test accuracy."""
     acc = curv.pivot(index="epoch", columns="group", values="test_acc_mean")
     bsf = curv.pivot(index="epoch", columns="group", values="test_acc_best_so_far_mean")
+    by_val = chosen_on(trials) == "validation" and "val_acc_mean" in curv
+    pick_acc = curv.pivot(index="epoch", columns="group", values="val_acc_mean") if by_val else acc
+    pick_bsf = curv.pivot(index="epoch", columns="group", values="val_acc_best_so_far_mean") if by_val else bsf
     out = pd.DataFrame(index=acc.index)
     out["trials_at_E"] = curv.groupby("epoch")["n"].sum()
-    out["best_group_acc_at_E"] = acc.max(axis=1)
-    out["best_group_at_E"] = acc.idxmax(axis=1)
-    out["best_group_best_so_far"] = bsf.max(axis=1)
-    out["best_group_best_so_far_group"] = bsf.idxmax(axis=1)
+    out["best_group_acc_at_E"], out["best_group_at_E"] = _pick(pick_acc, acc)
+    out["best_group_best_so_far"], out["best_group_best_so_far_group"] = _pick(pick_bsf, bsf)
     codes, starts = trial_codes(df)
     rows = pd.DataFrame({"epoch": df["epoch"].to_numpy(), "acc": df["test_acc"].to_numpy(float)})
-    rows["bsf"] = rows["acc"].groupby(codes).cummax()
+    rows["bsf"] = chosen_so_far(df, codes)[0]
     # compute of an epoch: its seconds x the trial's GPU share (the per-trial share repeated on its rows)
     per_row = df["epoch_seconds"].to_numpy(float) if "epoch_seconds" in df else np.full(len(df), np.nan)
     if compute == "gpu_seconds":
@@ -97,15 +116,42 @@ def choose_baseline(groups: pd.DataFrame, gcols: list[str], first_config: dict |
     return groups["group"].iloc[0], "the first group in the table (no sweep.json configuration matched)"
 
 
+EARLY_STOP_WORDS = {None: "had not finished", "error": "ended with an error", "diverged": "diverged",
+                    "completed": "ended"}
+
+
+def baseline_unfinished(trials: pd.DataFrame, group: str | None) -> str | None:
+    """Why the group's trials did not all run their full epoch budget (config/epochs), as a sentence saying no
+    fair comparison exists; None when they all did. A baseline cut short by ASHA or the plateau stopper scores
+    its first epochs, not the configuration as published."""
+    if group is None:
+        return None
+    t = trials[trials["group"] == group]
+    reason = t["stop_reason"].astype(object).where(t["stop_reason"].notna(), None)
+    short = t[(t["last_epoch"] < t["budget"]) | t["stopped_early"] | (reason == "error")]
+    if short.empty:
+        return None
+    first = short.loc[short["last_epoch"].astype(float).idxmin()]  # the earliest stop speaks for them
+    why = first["stop_reason"] if isinstance(first["stop_reason"], str) else None
+    how = EARLY_STOP_WORDS.get(why, f"was stopped early (by {why})")
+    seeds = f" ({len(short)} of {len(t)} trials)" if len(t) > 1 else ""
+    return (f"The baseline ({group}) {how} at epoch {int(first['last_epoch'])} of {int(first['budget'])}{seeds}, "
+            "so no fair comparison exists.")
+
+
 DELTA_STATS = {"best_test_acc_mean": "Δ best acc", "final_test_acc_mean": "Δ final acc",
                "epochs_mean": "Δ epochs run", "best_acc_epoch_mean": "Δ epoch of best",
                "epochs_to_plateau_mean": "Δ epochs to plateau", "total_seconds_mean": "Δ seconds / trial",
                "gpu_seconds_mean": "Δ GPU-seconds / trial"}
 
 
-def compare_to_baseline(groups: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
-    """The best group (by mean best accuracy) against the baseline and against the median group."""
-    ranked = groups.sort_values("best_test_acc_mean", ascending=False, kind="stable").reset_index(drop=True)
+def compare_to_baseline(groups: pd.DataFrame, baseline: str | None, trials: pd.DataFrame | None = None
+                        ) -> pd.DataFrame:
+    """The best group (by mean best val_acc, or mean best test accuracy without validation; see rank_column)
+    against the baseline and against the median group. With ``trials``, a baseline whose trials did not all run
+    their full budget gets no Δ and no accuracy, and its row's note says why (baseline_unfinished)."""
+    key = rank_column(groups)
+    ranked = groups.sort_values(key, ascending=False, kind="stable").reset_index(drop=True)
     best = ranked.iloc[0]
     refs = []
     if baseline is not None:
@@ -115,22 +161,104 @@ def compare_to_baseline(groups: pd.DataFrame, baseline: str | None) -> pd.DataFr
     rows = []
     for name, ref in refs:
         ref_group = ref["group"] if "group" in ref else ref.name
+        unfair = baseline_unfinished(trials, ref_group) if name == "baseline" and trials is not None else None
         row = {"comparison": f"best vs {name}", "best group": best["group"], "reference group": ref_group,
-               "best acc (best)": best["best_test_acc_mean"], "best acc (reference)": ref["best_test_acc_mean"]}
+               "best acc (best)": best["best_test_acc_mean"],
+               "best acc (reference)": np.nan if unfair else ref["best_test_acc_mean"]}
         for col, title in DELTA_STATS.items():
-            row[title] = best[col] - ref[col]
+            row[title] = np.nan if unfair else best[col] - ref[col]
+        row["note"] = unfair or ""
         rows.append(row)
     return pd.DataFrame(rows)
 
 
+def phases(trials: pd.DataFrame) -> pd.Series:
+    """Each trial's phase, "search" where the logs have no phase column or no value."""
+    if PHASE_COLUMN not in trials:
+        return pd.Series("search", index=trials.index)
+    return trials[PHASE_COLUMN].astype(object).where(trials[PHASE_COLUMN].notna(), "search")
+
+
+def welch_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """(mean(a) - mean(b), lower, upper): the 95% Welch two-sample t interval of the difference of means, as
+    scipy.stats.ttest_ind(a, b, equal_var=False).confidence_interval() gives it; NaN bounds with fewer than two
+    values on a side (or no spread on either)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    diff = float(a.mean() - b.mean())
+    if len(a) < 2 or len(b) < 2:
+        return diff, float("nan"), float("nan")
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    if va + vb == 0:
+        return diff, float("nan"), float("nan")
+    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))  # Welch-Satterthwaite
+    half = t975(dof) * np.sqrt(va + vb)
+    return diff, diff - half, diff + half
+
+
+def tuned_vs_baseline(trials: pd.DataFrame, gcols: list[str], compute: str, first_config: dict | None,
+                      label: str | None = None) -> dict:
+    """The search's answer to "was tuning worth it?", from the confirm phase's trials only when there are any
+    (source "confirm"), else from the search's own trials (source "search": optimistic, since the winner is
+    picked on the trials that score it). Keys: source, baseline, why (how it was chosen), winner, chosen_on
+    ("validation" or the test set's fallback), candidates (non-baseline groups), unfinished (the sentence of
+    baseline_unfinished, or None), problem (why there is no comparison, or None); and with a comparison: n_winner,
+    n_baseline, diff_pp, lo_pp, hi_pp (Welch 95% interval, percentage points), epochs_ratio (mean epochs run per
+    trial), compute_ratio (mean ``compute`` per trial), per_seed (one row per seed: each side's test accuracy
+    at its val-chosen epoch)."""
+    phase = phases(trials)
+    confirm = trials[phase == "confirm"]
+    pool = confirm if len(confirm) else trials[phase != "confirm"]
+    out = {"source": "confirm" if len(confirm) else "search", "baseline": None, "why": "", "winner": None,
+           "chosen_on": chosen_on(pool), "candidates": 0, "unfinished": None, "problem": None}
+    cols = [c for c in gcols if c != f"config/{PHASE_COLUMN}"]  # a phase kept in the config is no hyperparameter
+    pool = pool.assign(group=group_labels(pool, cols))
+    groups = group_summary(pool, cols)
+    base, out["why"] = choose_baseline(groups, cols, first_config, label)
+    out["baseline"] = base
+    others = groups[groups["group"] != base]
+    out["candidates"] = len(others)
+    if base is None:
+        out["problem"] = f"no baseline among the {out['source']} trials ({out['why']})"
+        return out
+    if others.empty:
+        out["problem"] = f"the {out['source']} trials hold the baseline configuration only"
+        return out
+    winner = others.loc[others[rank_column(groups)].astype(float).idxmax(), "group"]
+    out["winner"] = winner
+    out["unfinished"] = baseline_unfinished(pool, base)
+    if out["unfinished"] is not None:
+        return out
+    w, b = pool[pool["group"] == winner], pool[pool["group"] == base]
+    diff, lo, hi = welch_interval(w["best_test_acc"].to_numpy(float), b["best_test_acc"].to_numpy(float))
+    out.update(n_winner=len(w), n_baseline=len(b), diff_pp=diff * 100, lo_pp=lo * 100, hi_pp=hi * 100,
+               epochs_ratio=_ratio(w["epochs"], b["epochs"]), compute_ratio=_ratio(w[compute], b[compute]))
+    side = ["trial_id", "best_test_acc", "best_acc_epoch"]
+    seed = [SEED_COLUMN] if SEED_COLUMN in pool else []
+    names = {"trial_id": "trial", "best_test_acc": "test_acc", "best_acc_epoch": "epoch"}
+    bt = b[seed + side].rename(columns={c: f"baseline_{names[c]}" for c in side})
+    wt = w[seed + side].rename(columns={c: f"winner_{names[c]}" for c in side})
+    if seed:  # paired by seed for reading; the interval itself does not pair them
+        per_seed = bt.merge(wt, on=SEED_COLUMN, how="outer").sort_values(SEED_COLUMN, kind="stable")
+    else:
+        per_seed = pd.concat([bt.reset_index(drop=True), wt.reset_index(drop=True)], axis=1)
+    out["per_seed"] = per_seed[seed + ["baseline_test_acc", "winner_test_acc", "baseline_epoch", "winner_epoch",
+                                      "baseline_trial", "winner_trial"]].reset_index(drop=True)
+    return out
+
+
+def _ratio(a: pd.Series, b: pd.Series) -> float:
+    num, den = pd.to_numeric(a, errors="coerce").mean(), pd.to_numeric(b, errors="coerce").mean()
+    return float(num / den) if den and not np.isnan(den) else float("nan")
+
+
 def isolation(groups: pd.DataFrame, gcols: list[str]) -> pd.DataFrame:
-    """Per varied hyperparameter and value: the best group mean best accuracy over all the other
-    hyperparameters, which group that is, and how many groups hold that value."""
+    """Per varied hyperparameter and value: the best group (chosen as in rank_column) over all the other
+    hyperparameters, its mean best test accuracy, which group that is, and how many groups hold that value."""
     parts = []
     for col in gcols:
         text = pd.Series(_formatted(groups[col]), index=groups.index)
         by = groups.groupby(text, sort=False)
-        best = by["best_test_acc_mean"].idxmax().dropna()
+        best = by[rank_column(groups)].idxmax().dropna()
         part = pd.DataFrame({"param": col.removeprefix("config/"), "value": best.index,
                              "best_group_acc": groups.loc[best.to_numpy(), "best_test_acc_mean"].to_numpy(),
                              "best_group": groups.loc[best.to_numpy(), "group"].to_numpy(),
@@ -146,15 +274,17 @@ def stop_audit(df: pd.DataFrame, trials: pd.DataFrame, compute: str) -> tuple[pd
     """Per early-stopped trial: stopping epoch, epochs/seconds/GPU-seconds saved against running to its budget
     (seconds saved = epochs not run x the trial's mean epoch seconds: an estimate), its accuracy and best-so-far at
     the stopping epoch, and the winner's at the same epoch. The winner is the trial with the best accuracy among
-    those that ran their full budget (any trial if none did). None when no trial was stopped early."""
+    those that ran their full budget (any trial if none did), chosen as in rank_column; best-so-far follows
+    analysis.tables.chosen_so_far. None when no trial was stopped early."""
     stopped = trials[trials["stopped_early"]]
     if stopped.empty:
         return None
     full = trials[~trials["stopped_early"] & (trials["last_epoch"] >= trials["budget"])]
     pool = full if len(full) else trials
-    winner = pool.loc[pool["best_test_acc"].astype(float).idxmax()]
-    w = df[df["trial_id"] == winner["trial_id"]].set_index("epoch")["test_acc"].astype(float)
-    w_bsf = w.cummax()
+    winner = pool.loc[pool[rank_column(trials)].astype(float).idxmax()]
+    rows = df[df["trial_id"] == winner["trial_id"]]
+    w = rows.set_index("epoch")["test_acc"].astype(float)
+    w_bsf = pd.Series(chosen_so_far(rows, np.zeros(len(rows), dtype=np.int64))[0], index=w.index)
     codes, starts = trial_codes(df)
     ends = np.append(starts[1:], len(df)) - 1
     last = pd.DataFrame({"trial_id": df["trial_id"].iloc[ends].to_numpy(), "acc": df["test_acc"].to_numpy(float)[ends]})

@@ -1,7 +1,8 @@
 """Tests for the tradeoff parts of analysis.report on hand-made logs with known numbers (no ray, no torch):
-epochs to 95/99/100% of the best, plateau, GPU-seconds, t-intervals, the epoch-budget table, tuned vs baseline,
-Pareto membership, isolation, the early-stopping audit, per-variant tables, bad files, --compare and the
-section hook. The report of a real smoke search is checked in tests/test_search.py, on the search it runs.
+epochs to 95/99/100% of the best, plateau, GPU-seconds, t-intervals, the epoch-budget table, tuned vs baseline
+(no Δ against a baseline stopped early), Pareto membership, isolation, the early-stopping audit, per-variant
+tables, bad files, --compare and the section hook. The report of a real smoke search is checked in
+tests/test_search.py, on the search it runs.
 
     python -m pytest tests/test_report_tradeoff.py -q
 
@@ -119,11 +120,25 @@ def test_best_vs_baseline_and_median(rep):
     c = pd.read_csv(rep / "comparison.csv").set_index("comparison")
     base = c.loc["best vs baseline"]
     assert (base["best group"], base["reference group"]) == ("lr=0.1", "lr=0.01")  # lr=0.01 from sweep.json
-    assert base["Δ best acc"] == pytest.approx((0.96 + 1.0 + 0.7) / 3 - (0.62 + 0.60 + 0.30) / 3)
-    assert base["Δ epochs run"] == pytest.approx(4 - 10 / 3)
-    assert base["Δ GPU-seconds / trial"] == pytest.approx(20 - 25 / 3)
-    assert c.loc["best vs median group", "reference group"] == "lr=0.001"
+    # b2, a baseline seed, was stopped by ASHA after epoch 2 of 4: no fair comparison, so no Δ
+    assert base[[c for c in c.columns if c.startswith("Δ")]].isna().all()
+    assert base["note"] == ("The baseline (lr=0.01) was stopped early (by asha) at epoch 2 of 4 (1 of 3 trials), so "
+                            "no fair comparison exists.")
+    assert base["note"] in (rep / "report.md").read_text()
+    median = c.loc["best vs median group"]
+    assert median["reference group"] == "lr=0.001"
+    assert median["Δ best acc"] == pytest.approx((0.96 + 1.0 + 0.7) / 3 - 0.85)
     assert "the first configuration in sweep.json" in (rep / "report.md").read_text()
+
+
+def test_best_vs_a_baseline_that_ran_its_budget(tmp_path):
+    finished = {**TRIALS, "b2": (0.01, 2, [0.20, 0.30, 0.40, 0.45], 5.0, "completed")}
+    c = pd.read_csv(build_report(write_run(tmp_path / "run", finished)).parent / "comparison.csv")
+    base = c.set_index("comparison").loc["best vs baseline"]
+    assert base["Δ best acc"] == pytest.approx((0.96 + 1.0 + 0.7) / 3 - (0.62 + 0.60 + 0.45) / 3)
+    assert base["Δ epochs run"] == 0
+    assert base["Δ GPU-seconds / trial"] == pytest.approx(20 - 10)
+    assert pd.isna(base["note"])
 
 
 def test_baseline_override_and_fallback(tmp_path):
