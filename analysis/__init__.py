@@ -1,7 +1,7 @@
 """Offline analysis of sweep logs: load RUN_DIR/logs, reduce per trial and per group, plot, report.
 
 Run ``python -m analysis.report RUN_DIR`` to write RUN_DIR/report/ (index.html, report.md, PNGs, CSVs).
-This package uses pandas, pyarrow, numpy and matplotlib only: it never imports ray or torch, so reports
+This package uses pandas, pyarrow, numpy, scipy and matplotlib only: it never imports ray or torch, so reports
 can be built on any laptop from a copied logs folder.
 """
 
