@@ -328,7 +328,8 @@ def headline(d: RunData) -> Section | None:
     if "diff_pp" in h:
         text += (f" Points = mean test accuracy of the winner's {h['n_winner']} seed(s) minus the baseline's "
                  f"{h['n_baseline']}, each at its trial's epoch chosen "
-                 + ("on validation" if h["chosen_on"] == "validation" else "on the test set")
+                 + {"validation": "on validation", "test": "on the test set",
+                    "mixed": "on validation where the trial has it, else on the test set"}[h["chosen_on"]]
                  + "; CI = Welch two-sample t interval of that difference; epochs = mean epochs run per trial, "
                  f"compute = mean {COMPUTE_NAMES[d.compute]} per trial, winner over baseline.")
     parts, files = [note(line), paragraph(text)], {}
