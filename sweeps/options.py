@@ -321,7 +321,7 @@ def _resolve_search(spec: SearchSpace, values: dict[str, Any], options: dict[str
         raise UserError(f"nothing left to search: every searched key ({', '.join(spec.space)}) was given a value")
     return Search(space=space, baseline={k: spec.baseline[k] for k in space}, num_samples=settings.num_samples,
                   max_concurrent=settings.max_concurrent, seed=settings.search_seed, asha=settings.asha_tuple,
-                  plateau=settings.plateau)
+                  plateau=settings.plateau, confirm=settings.confirm_tuple)
 
 
 def _validate_search(cls: type[TrialConfig], fixed: dict[str, Any], search: Search) -> list[TrialConfig]:
@@ -350,6 +350,10 @@ def describe(study: Study, plan: Plan) -> list[str]:
                      f"ASHA {'off' if s.asha is None else f'grace {s.asha[0]}, factor {s.asha[1]:g}'}; plateau "
                      f"{'off' if s.plateau is None else f'{s.plateau} epochs'}")
         lines += [f"  search {key}: {_domain_text(domain)}" for key, domain in s.space.items()]
+        if s.confirm is not None:
+            k, seeds = s.confirm
+            lines.append(f"then confirm: the {k} best configuration(s) by validation accuracy and the baseline, "
+                         f"{seeds} fresh seed(s) each, whole budget (up to {(k + 1) * seeds} more trials)")
         lines.append("trial 1 is the baseline, then samples such as:")
     lines += [f"{i:4d}  {json.dumps(cfg.to_dict())}" for i, cfg in enumerate(plan.configs, 1)]
     return lines

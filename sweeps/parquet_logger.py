@@ -27,7 +27,8 @@ from analysis.files import atomic_path
 
 # The contract's columns, in this order, then config/<name>, then per-variant test metrics.
 METRIC_COLUMNS = ["trial_id", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_seconds", "lr",
-                  "compile_seconds"]  # compile_seconds: a compiled run's first epoch only (null elsewhere)
+                  "compile_seconds",  # a compiled run's first epoch only (null elsewhere)
+                  "val_loss", "val_acc"]  # on the held-out validation split (null when val_per_class is 0)
 # Per trial, repeated on its rows: where it stands, why it stopped (completed, diverged, error; schedulers add
 # their own), the last error's message, how many times it failed and was retried, and the CPUs and GPU share it
 # held (null when the runner did not say), so reports can turn epoch seconds into GPU-seconds.
@@ -51,12 +52,14 @@ class ParquetLogger(tune.Callback):
     `config_types` (name → Python type, e.g. `Config.field_types()`) fixes the Arrow type of each
     `config/<name>` column, so files where an optional value is None still share one schema with the rest.
     `resources` ({"cpu": 2, "gpu": 0.25}, what `tune.with_resources` got) fills the cpus and gpus columns.
+    `phase` ("search" or "confirm"), when given, fills a phase column.
     """
 
     def __init__(self, logs_dir: str | Path | None = None, config_types: dict[str, Any] | None = None,
                  early_stop_reason: Callable[[str], str] | None = None,
-                 resources: dict[str, float] | None = None):
+                 resources: dict[str, float] | None = None, phase: str | None = None):
         self.logs_dir = None if logs_dir is None else Path(logs_dir)
+        self.phase = phase  # a search's "search" or "confirm" trials (sweeps/confirm.py); None: no phase column
         self._dirs: dict[str, Path] = {}  # trial_id → its logs folder, found when the trial first reports
         resources = resources or {}
         self.resources = {"cpus": _float_or_none(resources.get("cpu")), "gpus": _float_or_none(resources.get("gpu"))}
@@ -148,6 +151,8 @@ class ParquetLogger(tune.Callback):
         state = self._trial.get(trial_id, {})
         trial_values = {"status": state.get("status", "running"), "stop_reason": state.get("stop_reason"),
                         "error": state.get("error"), "failures": state.get("failures", 0), **self.resources}
+        if getattr(self, "phase", None) is not None:  # a logger pickled by an older version has no phase
+            trial_values["phase"] = self.phase
         rows = [dict(r, **trial_values) for _, r in sorted(self._trial_rows(trial_id).items())]
         names = METRIC_COLUMNS + TRIAL_COLUMNS
         names += sorted({k for r in rows for k in r if k.startswith("config/")})
@@ -155,7 +160,7 @@ class ParquetLogger(tune.Callback):
         fields = []
         for name in names:
             values = [r.get(name) for r in rows]
-            if name in ("trial_id", "status", "stop_reason", "error"):
+            if name in ("trial_id", "status", "stop_reason", "error", "phase"):
                 tp = pa.string()
             elif name in ("epoch", "failures"):
                 tp = pa.int64()

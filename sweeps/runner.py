@@ -12,6 +12,7 @@ join `--address`), run or resume the Tuner with storage in `RUN_DIR/tune` and th
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from analysis.files import atomic_write
 from analysis.runstate import RunLock, RunLocked, write_status
+from sweeps.confirm import CONFIRM_DIR, CONFIRM_FILE, best_configs, confirm_points, confirm_seeds, load_or_choose
 from sweeps.options import build_parser, describe, resolve, resolved_args
 from sweeps.resources import check_address, check_fits
 from sweeps.search import build_search
@@ -219,6 +221,14 @@ def set_aside_orphan_logs(run_dir: Path, known: set[str]) -> list[Path]:
     return moved
 
 
+def choice_metric(study: Study, configs) -> str:
+    """What searches, schedulers and stoppers choose on: validation accuracy when every trial holds out a
+    validation split (val_per_class is not 0), else the study's metric (the test set's)."""
+    if study.metric == "test_acc" and configs and all(getattr(c, "val_per_class", 0) != 0 for c in configs):
+        return "val_acc"
+    return study.metric
+
+
 def _run(study: Study, args: argparse.Namespace) -> int:
     run_dir = args.out.expanduser().resolve()
     stored = _stored_recipe(run_dir) if args.resume else None
@@ -244,15 +254,22 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
     if args.resume and not restoring:
         print(f"note: nothing to resume in {run_dir}; starting a new sweep")
     total = plan.num_samples if plan.search else len(plan.configs)
+    confirm = plan.search.confirm if plan.search is not None else None
+    seeds = confirm_seeds(plan.configs[0].seed, confirm[1]) if confirm else []
+    search_done = False
     if restoring:
         statuses = _experiment_trials(experiment)
-        if len(statuses) >= total and all(s == "TERMINATED" for s in statuses.values()):
-            print(f"{study.name}: the sweep in {run_dir} already finished ({len(statuses)} trials); nothing to "
-                  f"resume")
-            write_status(run_dir, "finished", trials=total, finished=len(statuses))
+        search_done = _all_finished(statuses, total)
+        confirmed = _experiment_trials(run_dir / CONFIRM_DIR)
+        stored_points = _stored_points(run_dir)
+        if search_done and (confirm is None or (stored_points is not None
+                                                and _all_finished(confirmed, len(stored_points)))):
+            n = len(statuses) + len(confirmed)
+            print(f"{study.name}: the sweep in {run_dir} already finished ({n} trials); nothing to resume")
+            write_status(run_dir, "finished", trials=n, finished=n)
             _write_report(args, run_dir)
             return 0
-        for moved in set_aside_orphan_logs(run_dir, set(statuses)):
+        for moved in set_aside_orphan_logs(run_dir, set(statuses) | set(confirmed)):
             print(f"note: {moved.name} belongs to a trial started after Tune's last snapshot; it is rerun, and "
                   f"its rows were moved to {moved.parent}")
 
@@ -266,13 +283,16 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
     os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", "10")
     t0 = time.perf_counter()
     data = study.load_data(args.data_dir.expanduser().resolve())
-    for cfg in plan.configs:
+    # the confirm phase trains on new seeds (new subsets): checked now, and their features computed with the rest
+    prep_configs = [*plan.configs, *(dataclasses.replace(plan.configs[0], seed=seed) for seed in seeds)]
+    for cfg in prep_configs:
         cfg.check_data(data)
     print(f"data: {getattr(data, 'describe', lambda: type(data).__name__)()} "
           f"(loaded in {time.perf_counter() - t0:.1f} s)")
 
     import ray
     from ray import tune
+    from ray.tune.search import BasicVariantGenerator
 
     from sweeps.parquet_logger import ParquetLogger
 
@@ -288,7 +308,7 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
         # a trial no node can ever hold would wait forever
         if note := check_fits(resources, local=not args.address):
             print(note)
-        shared = study.prepare(data, plan.configs, resources, args) if study.prepare is not None else {}
+        shared = study.prepare(data, prep_configs, resources, args) if study.prepare is not None else {}
         trainable = tune.with_resources(tune.with_parameters(study.trainable, data=data, **shared), resources)
         print(f"{study.name}: {total} trial(s), {cpus:g} CPU + {gpus:g} GPU each; "
               f"cluster: {ray.cluster_resources().get('CPU', 0):g} CPU, {ray.cluster_resources().get('GPU', 0):g} GPU")
@@ -298,50 +318,91 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
                 "resources_per_trial": resources, "configs": [c.to_dict() for c in plan.configs]},
                 indent=2, default=str) + "\n")
         search_alg = scheduler = stopper = early_stop_reason = None
+        metric = choice_metric(study, plan.configs)
         if plan.search is not None:
+            if metric == study.metric:
+                print(f"warning: no validation split (--val-per-class 0): the search and its early stopping choose "
+                      f"on {metric}, the test set, so the best trial's test accuracy is optimistic")
             search_alg, scheduler, stopper, early_stop_reason = build_search(
-                plan.search, run_dir, study.metric, study.mode, max(c.epochs for c in plan.configs))
-        if restoring:
-            for made in recreate_missing_checkpoints(experiment):
-                print(f"note: checkpoint {made} was missing; its trial resumes from an older one")
-            tuner = tune.Tuner.restore(str(experiment), trainable=trainable, resume_errored=True)
-        else:
-            tuner = tune.Tuner(
+                plan.search, run_dir, metric, study.mode, max(c.epochs for c in plan.configs))
+
+        def make_tuner(name: str, param_space: dict, num_samples: int, search_alg, scheduler, stopper, reason,
+                       phase: str | None):
+            if (run_dir / name / "tuner.pkl").exists():
+                for made in recreate_missing_checkpoints(run_dir / name):
+                    print(f"note: checkpoint {made} was missing; its trial resumes from an older one")
+                return tune.Tuner.restore(str(run_dir / name), trainable=trainable, resume_errored=True)
+            return tune.Tuner(
                 trainable,
-                param_space=plan.param_space,
-                tune_config=tune.TuneConfig(metric=study.metric, mode=study.mode, num_samples=plan.num_samples,
+                param_space=param_space,
+                tune_config=tune.TuneConfig(metric=metric, mode=study.mode, num_samples=num_samples,
                                             search_alg=search_alg, scheduler=scheduler,
                                             # one worker process per slot, torch imported once, instead of
                                             # one per trial (benchmarks/trial_overhead.py)
                                             reuse_actors=True),
                 run_config=tune.RunConfig(
-                    name=TUNE_DIR, storage_path=str(run_dir), stop=stopper,
+                    name=name, storage_path=str(run_dir), stop=stopper,
                     # no folder given: the logger writes beside the experiment, wherever RUN_DIR is by then
-                    callbacks=[ParquetLogger(config_types=study.config_cls.field_types(),
-                                             early_stop_reason=early_stop_reason, resources=resources)],
+                    callbacks=[ParquetLogger(config_types=study.config_cls.field_types(), early_stop_reason=reason,
+                                             resources=resources, phase=phase)],
                     failure_config=tune.FailureConfig(max_failures=args.max_failures),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=study.keep_checkpoints),
                     verbose=1,
                 ),
             )
-        write_status(run_dir, "running", trials=total, finished=0)
+
+        phase = "search" if plan.search is not None else None
+        results = []
         # A first Ctrl-C is Tune's: it stops the trials, snapshots the experiment and returns; a second one raises
         # KeyboardInterrupt here, and the snapshot taken every 2 s is what --resume continues from.
         try:
-            results = tuner.fit()
+            if not search_done:
+                write_status(run_dir, "running", trials=total, finished=0)
+                results.append(make_tuner(TUNE_DIR, plan.param_space, plan.num_samples, search_alg, scheduler,
+                                          stopper, early_stop_reason, phase).fit())
+            statuses = _experiment_trials(experiment)
+            if confirm is not None and _all_finished(statuses, total, errors_ok=True):
+                points = load_or_choose(run_dir, lambda: confirm_points(
+                    best_configs(run_dir / "logs", set(statuses), list(plan.search.space), metric,
+                                 plan.search.baseline, confirm[0]), plan.search.baseline, seeds))
+                total += len(points)
+                print(f"{study.name}: confirm phase: {len(points)} trial(s), the baseline and "
+                      f"{len(points) // len(seeds) - 1} best configuration(s) on seeds {seeds}")
+                write_status(run_dir, "running", trials=total, finished=len(statuses))
+                # the keys the points set are domains holding their values (a fixed value there draws a warning)
+                space = {**plan.param_space, **{k: tune.choice(sorted({pt[k] for pt in points})) for k in points[0]}}
+                results.append(make_tuner(CONFIRM_DIR, space, len(points),
+                                          BasicVariantGenerator(points_to_evaluate=points), None, None, None,
+                                          "confirm").fit())
+            elif confirm is not None:
+                total += (confirm[0] + 1) * confirm[1]  # not started: the search did not finish
         except KeyboardInterrupt:
             write_status(run_dir, "interrupted", trials=total)
             raise
     finally:
         ray.shutdown()
-    return _summarize(args, study, run_dir, results, time.perf_counter() - t0, total)
+    return _summarize(args, study, run_dir, results, time.perf_counter() - t0, total, metric)
 
 
-def _summarize(args, study: Study, run_dir: Path, results, seconds: float, total: int) -> int:
-    # Counted from Tune's final snapshot: after a Ctrl-C, Tune's in-memory trials read TERMINATED once their
+def _all_finished(statuses: dict[str, str], total: int, errors_ok: bool = False) -> bool:
+    """Every one of `total` trials ended (TERMINATED; also ERROR when `errors_ok`)."""
+    ended = ("TERMINATED", "ERROR") if errors_ok else ("TERMINATED",)
+    return len(statuses) >= total and all(s in ended for s in statuses.values())
+
+
+def _stored_points(run_dir: Path) -> list | None:
+    try:
+        return json.loads((run_dir / CONFIRM_FILE).read_text())["points"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _summarize(args, study: Study, run_dir: Path, results: list, seconds: float, total: int, metric: str) -> int:
+    # Counted from Tune's final snapshots: after a Ctrl-C, Tune's in-memory trials read TERMINATED once their
     # actors are stopped, while the snapshot keeps what they were (RUNNING, PENDING).
-    statuses = list(_experiment_trials(run_dir / TUNE_DIR).values()) or [
-        "TERMINATED" if r.error is None else "ERROR" for r in results]
+    statuses = [*_experiment_trials(run_dir / TUNE_DIR).values(),
+                *_experiment_trials(run_dir / CONFIRM_DIR).values()] or [
+        "TERMINATED" if r.error is None else "ERROR" for grid in results for r in grid]
     finished, n_err = statuses.count("TERMINATED"), statuses.count("ERROR")
     # trials neither finished nor failed (stopped mid-way, or never started): the sweep was interrupted
     unfinished = max(total, len(statuses)) - finished - n_err
@@ -351,12 +412,12 @@ def _summarize(args, study: Study, run_dir: Path, results, seconds: float, total
     print(f"\n{study.name}: {finished} of {total} trial(s) finished in {seconds:.0f} s, {n_err} failed"
           + (f", {unfinished} did not finish (interrupted)" if interrupted else ""))
     try:
-        best = results.get_best_result(metric=study.metric, mode=study.mode, scope="all")
-        print(f"best {study.metric} over all epochs: {best.metrics_dataframe[study.metric].max():.4f} "
-              f"(config {json.dumps(best.config)})")
-    except Exception:  # no trial reported anything (all failed): the errors below say why
+        best = results[0].get_best_result(metric=metric, mode=study.mode, scope="all")
+        print(f"best {metric} over all epochs{' of the search' if len(results) > 1 else ''}: "
+              f"{best.metrics_dataframe[metric].max():.4f} (config {json.dumps(best.config)})")
+    except Exception:  # no trial reported anything (all failed), or the search ran before a resume
         pass
-    for result in results:
+    for result in (r for grid in results for r in grid):
         if result.error is not None:
             print(f"  failed trial in {result.path}: {str(result.error).strip().splitlines()[-1]}")
     print(f"logs: {run_dir / 'logs'} (pandas.read_parquet reads it whole)")

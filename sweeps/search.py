@@ -3,7 +3,8 @@
 
 - Optuna's TPE sampler (seeded) through Ray Tune's OptunaSearch, limited to --max-concurrent trials at once.
 - The original study's configuration is enqueued first, so every study holds its own baseline.
-- ASHA (grace period, reduction factor) and/or a plateau stopper end weak trials early. Such trials reach
+- ASHA (grace period, reduction factor) and/or a plateau stopper end weak trials early, never the baseline (it
+  runs its whole budget, so it is compared as published; its results still fill ASHA's rungs). Such trials reach
   Optuna as PRUNED with their per-epoch intermediate values, not as COMPLETE trials scored by a partial epoch
   (Ray's default), so the sampler is not misled; the logs' stop_reason says asha or plateau.
 - On --resume, Optuna trials that were asked for but never reached Tune's last snapshot are marked FAIL, so the
@@ -42,7 +43,11 @@ class SearchOptions(TrialConfig):
                                            "off disables it"})
     plateau: int | None = field(default=None, metadata={
         "ge": 1, "metavar": "EPOCHS", "none": "off",
-        "help": "also stop a trial whose test accuracy varied by < 0.002 (std) over EPOCHS epochs"})
+        "help": "also stop a trial whose accuracy varied by < 0.002 (std) over EPOCHS epochs"})
+    confirm: str = field(default="off", metadata={
+        "metavar": "K,S", "help": "after the search, train its K best configurations (by validation accuracy) and "
+                                  "the baseline again on S fresh seeds with the whole budget, logged as phase "
+                                  "confirm; the report's tuned-vs-baseline headline uses these runs only; off: none"})
 
     @classmethod
     def label(cls, name: str) -> str:
@@ -50,6 +55,19 @@ class SearchOptions(TrialConfig):
 
     def extra_checks(self) -> None:
         self.asha_tuple  # noqa: B018 (parses, or raises the user's error)
+        self.confirm_tuple  # noqa: B018
+
+    @property
+    def confirm_tuple(self) -> tuple[int, int] | None:
+        if self.confirm == "off":
+            return None
+        try:
+            k, seeds = (int(part) for part in self.confirm.split(","))
+        except ValueError:
+            raise ConfigError(f"--confirm {self.confirm!r}: expected K,S such as 3,3, or off") from None
+        if k < 1 or seeds < 1:
+            raise ConfigError(f"--confirm {self.confirm}: K (configurations) and S (seeds) must be >= 1")
+        return k, seeds
 
     @property
     def asha_tuple(self) -> tuple[int, float] | None:
@@ -75,7 +93,8 @@ class SearchSpace:
     baseline: dict[str, Any]
     optional: dict[str, Callable[[], Any]] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
-    smoke: dict[str, Any] = field(default_factory=lambda: {"num_samples": 4, "max_concurrent": 2, "asha": "1,2"})
+    smoke: dict[str, Any] = field(default_factory=lambda: {"num_samples": 4, "max_concurrent": 2, "asha": "1,2",
+                                                           "confirm": "1,2"})
 
 
 @dataclass
@@ -86,7 +105,8 @@ class Search:
     max_concurrent: int = 4
     seed: int = 0
     asha: tuple[int, float] | None = (2, 3.0)  # (grace period in epochs, reduction factor); None: off
-    plateau: int | None = None  # stop after this many epochs without test-accuracy spread; None: off
+    plateau: int | None = None  # stop after this many epochs without accuracy spread; None: off
+    confirm: tuple[int, int] | None = None  # (K best configurations, S fresh seeds) rerun after the search
     study_name: str = field(default_factory=lambda: time.strftime("study-%Y%m%d-%H%M%S"))
 
 
@@ -158,15 +178,41 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         self._ot_trials = {tid: optuna.Trial(self._ot_study, t._trial_id) for tid, t in self._ot_trials.items()}
 
 
-class RecordingPlateauStopper(TrialPlateauStopper):
-    """A plateau stopper that remembers which trials it stopped, so the logs can say why."""
+def is_baseline(config: dict[str, Any], baseline: dict[str, Any]) -> bool:
+    """True for the trial of the study's enqueued baseline: every searched key holds the baseline's value (a
+    sampled trial never matches a continuous domain's value exactly)."""
+    return bool(baseline) and all(config.get(k) == v for k, v in baseline.items())
 
-    def __init__(self, *args, **kwargs):
+
+class BaselineKeepingASHA(ASHAScheduler):
+    """ASHA that never stops the study's baseline: its results still fill the rungs (it is a fair competitor for
+    the others), but it runs its whole epoch budget, so the report compares against the reference as published,
+    not against its first epochs."""
+
+    def __init__(self, *args, baseline: dict[str, Any], **kwargs):
+        super().__init__(*args, **kwargs)
+        self._baseline = dict(baseline)
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        action = super().on_trial_result(tune_controller, trial, result)
+        if action == self.STOP and is_baseline(trial.config, self._baseline):
+            return self.CONTINUE  # the trainable ends by itself at its budget
+        return action
+
+
+class RecordingPlateauStopper(TrialPlateauStopper):
+    """A plateau stopper that remembers which trials it stopped, so the logs can say why; the baseline runs its
+    budget (Tune's results carry each trial's config)."""
+
+    def __init__(self, *args, baseline: dict[str, Any] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.stopped: set[str] = set()
+        self._baseline = dict(baseline or {})
 
     def __call__(self, trial_id: str, result: dict) -> bool:
         stop = super().__call__(trial_id, result)
+        if stop and is_baseline(result.get("config") or {}, self._baseline):
+            return False
         if stop:
             self.stopped.add(trial_id)
         return stop
@@ -184,11 +230,12 @@ def build_search(search: Search, run_dir: Path, metric: str, mode: str, max_epoc
     scheduler = None
     if search.asha is not None:
         grace, factor = search.asha
-        scheduler = ASHAScheduler(time_attr="epoch", max_t=max_epochs, grace_period=grace, reduction_factor=factor)
+        scheduler = BaselineKeepingASHA(time_attr="epoch", max_t=max_epochs, grace_period=grace,
+                                        reduction_factor=factor, baseline=search.baseline)
     stopper = None
     if search.plateau is not None:
         stopper = RecordingPlateauStopper(metric=metric, std=0.002, num_results=search.plateau,
-                                          grace_period=search.plateau, mode=mode)
+                                          grace_period=search.plateau, mode=mode, baseline=search.baseline)
 
     def early_stop_reason(trial_id: str) -> str:
         return "plateau" if stopper is not None and trial_id in stopper.stopped else "asha"

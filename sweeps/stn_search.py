@@ -21,7 +21,7 @@ SEARCH = SearchSpace(
            "lr_step": tune.randint(0, 21)},  # lr_step 0: constant learning rate, as the original study
     optional={"gamma": lambda: tune.uniform(0.05, 0.9), "momentum": lambda: tune.uniform(0.0, 0.95)},
     baseline={"batch_size": 64, "lr": 0.01, "lr_step": 0, "gamma": 0.1, "momentum": 0.0},  # the original study
-    options={"num_samples": 20, "max_concurrent": 2},
+    options={"num_samples": 20, "max_concurrent": 2, "confirm": "3,3"},
 )
 STUDY = Study(
     name="stn_search", doc=__doc__, trainable=train_stn, config_cls=STNConfig, search=SEARCH,

@@ -23,7 +23,7 @@ SEARCH = SearchSpace(
            "lr_step": tune.randint(3, 31)},
     optional={"gamma": lambda: tune.uniform(0.05, 0.9), "momentum": lambda: tune.uniform(0.5, 0.99)},
     baseline={"batch_size": 4, "lr": 0.001, "lr_step": 7, "gamma": 0.1, "momentum": 0.9},  # the original study
-    options={"num_samples": 30, "max_concurrent": 4},
+    options={"num_samples": 30, "max_concurrent": 4, "confirm": "3,3"},
 )
 STUDY = Study(
     name="transfer_search", doc=__doc__, trainable=train_transfer, config_cls=TransferConfig, search=SEARCH,

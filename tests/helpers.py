@@ -1,6 +1,8 @@
 """Helpers the tests share (import them: `from helpers import run_cli, write_logs`); fixtures stay in conftest.py.
 
 - `run_cli(...)` runs a project command from the repository root in a fresh Python process.
+- `run_main("stn_mnist", ...)` runs a sweep script's own `main(argv)` in this process (the command line's code
+  path, without a fresh interpreter's torch and Ray imports), for cases that end before any trial starts.
 - `write_logs(logs_dir, trials)` writes a logs folder through the real `sweeps.parquet_logger.ParquetLogger`,
   fed the way Ray Tune feeds it (one result per epoch, then the trial's end), so report tests read files with
   exactly the schema a sweep writes.
@@ -23,6 +25,23 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subpro
     """Run a project command (e.g. "sweeps/stn_mnist.py", "--dry-run") from the repository root."""
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
+
+
+def run_main(script: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`sweeps/SCRIPT.py ARGS` through the script's main() in this process: exit code and captured output."""
+    import contextlib
+    import importlib
+    import io
+    from unittest import mock
+
+    module = importlib.import_module(f"sweeps.{script}")
+    out, err = io.StringIO(), io.StringIO()
+    with mock.patch.dict(os.environ, env or {}), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = module.main(list(args))
+        except SystemExit as exit_:  # argparse's own refusals and --help
+            code = exit_.code
+    return subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())
 
 
 @dataclass

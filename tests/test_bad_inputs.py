@@ -47,6 +47,9 @@ def one_error_line(proc: subprocess.CompletedProcess, code: int, *needles: str) 
     (["sweeps/stn_mnist.py", "--max-failures", "-1"], ["--max-failures -1", ">= 0"]),
     (["sweeps/stn_search.py", "--num-samples", "0"], ["--num-samples = 0", ">= 1"]),
     (["sweeps/stn_search.py", "--asha", "0,3"], ["--asha 0,3", "grace period must be >= 1"]),
+    (["sweeps/stn_search.py", "--confirm", "0,3"], ["--confirm 0,3", "must be >= 1"]),
+    (["sweeps/transfer_search.py", "--confirm", "three"], ["--confirm 'three'", "K,S such as 3,3"]),
+    (["sweeps/stn_mnist.py", "--val-per-class", "-1"], ["'val_per_class' = -1", ">= 0"]),
     (["sweeps/stn_mnist.py", "--gpus-per-trial", "lots"], ["--gpus-per-trial 'lots'"]),
 ])
 def test_bad_values_are_one_line_before_anything_starts(argv, needles, tmp_path, capsys):

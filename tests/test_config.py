@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import run_cli
+from helpers import run_main
 from trainables.config import ConfigError
 from trainables.stn import STNConfig
 
@@ -40,9 +40,16 @@ def test_coercion_of_numbers():
 
 def test_more_images_per_digit_than_the_data_has(mnist):
     have = int(min(mnist.train_labels.bincount()))
-    STNConfig(train_per_class=have).check_data(mnist)
+    STNConfig(train_per_class=have, val_per_class=0).check_data(mnist)
     with pytest.raises(ConfigError, match=rf"'train_per_class' = 600 is more than .* at most {have} images per"):
-        STNConfig(train_per_class=600).check_data(mnist)
+        STNConfig(train_per_class=600, val_per_class=0).check_data(mnist)
+    # the default validation split (a tenth of the smallest digit) is held out of the same images
+    held = have // 10
+    STNConfig(train_per_class=have - held).check_data(mnist)
+    with pytest.raises(ConfigError, match=rf"= {have} plus the {held} per digit held out for validation"):
+        STNConfig(train_per_class=have).check_data(mnist)
+    with pytest.raises(ConfigError, match="leaves no training images"):
+        STNConfig(val_per_class=have).check_data(mnist)
 
 
 def _one_clear_line(proc, *needles):
@@ -55,15 +62,15 @@ def _one_clear_line(proc, *needles):
 
 
 def test_cli_rejects_negative_lr_and_unknown_key_before_ray():
-    _one_clear_line(run_cli("sweeps/stn_mnist.py", "--dry-run", "--lr", "-0.1"), "'lr' = -0.1", "must be > 0")
-    _one_clear_line(run_cli("sweeps/stn_mnist.py", "--dry-run", "--set", "lrr=0.1"), "unknown config key 'lrr'")
+    _one_clear_line(run_main("stn_mnist", "--dry-run", "--lr", "-0.1"), "'lr' = -0.1", "must be > 0")
+    _one_clear_line(run_main("stn_mnist", "--dry-run", "--set", "lrr=0.1"), "unknown config key 'lrr'")
 
 
 def test_cli_600_per_digit_on_mnist_5k(mnist_dir, mnist, tmp_path):
     if int(min(mnist.train_labels.bincount())) >= 600:
         pytest.skip("this MNIST has 600 images per digit; the check needs the 5k subset")
-    proc = run_cli("sweeps/stn_mnist.py", "--data-dir", str(mnist_dir), "--out", str(tmp_path / "run"),
-                   "--train-per-class", "600")
+    proc = run_main("stn_mnist", "--data-dir", str(mnist_dir), "--out", str(tmp_path / "run"),
+                    "--train-per-class", "600")
     _one_clear_line(proc, "'train_per_class' = 600", "at most 500 images per digit")
     assert not (tmp_path / "run" / "tune").exists()  # nothing started
 
@@ -72,13 +79,13 @@ def test_cli_empty_data_dir_offline(tmp_path):
     # A proxy on a closed loopback port makes every download fail at once, online or not.
     offline = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
                "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
-    proc = run_cli("sweeps/stn_mnist.py", "--data-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "run"),
-                   env=offline)
+    proc = run_main("stn_mnist", "--data-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "run"),
+                    env=offline)
     _one_clear_line(proc, "MNIST not found in", "download failed", "MNIST/raw/", "--data-dir")
 
 
 def test_cli_unwritable_run_dir(tmp_path, mnist_dir):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    proc = run_cli("sweeps/stn_mnist.py", "--data-dir", str(mnist_dir), "--out", str(blocker / "run"))
+    proc = run_main("stn_mnist", "--data-dir", str(mnist_dir), "--out", str(blocker / "run"))
     _one_clear_line(proc, "is not writable", "--out")

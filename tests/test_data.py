@@ -5,7 +5,7 @@ import pytest
 import torch
 import torchvision
 
-from trainables.data import DataError, load_mnist, normalize, stratified_subset
+from trainables.data import DataError, load_mnist, normalize, stratified_split, stratified_subset
 
 
 def test_loaded_once_as_normalized_tensors(mnist, mnist_dir):
@@ -57,6 +57,36 @@ def test_more_per_digit_than_exist_is_a_clear_error(mnist):
     have = int(torch.bincount(mnist.train_labels).min())
     with pytest.raises(DataError, match=rf"asked for {have + 100} images per digit.*at most {have} per digit"):
         stratified_subset(mnist.train_labels, have + 100, seed=0)
+
+
+def test_validation_split_is_held_out_of_every_training_subset_of_its_seed(mnist):
+    labels = mnist.train_labels
+    have = int(labels.bincount().min())
+    splits = {n: stratified_split(labels, n, seed=3, val_per_class=None) for n in (10, 30, None)}
+    val = splits[10][1]
+    assert labels[val].bincount(minlength=10).tolist() == [have // 10] * 10  # default: a tenth, per digit
+    for n, (train, v) in splits.items():
+        assert torch.equal(v, val)  # one validation split per seed, whatever the training size
+        assert not set(train.tolist()) & set(val.tolist())
+        if n is not None:  # the training subset is the one drawn without a validation split
+            assert torch.equal(train, stratified_subset(labels, n, seed=3))
+    assert len(splits[None][0]) + len(val) == len(labels)  # "all": everything not held out
+    assert not torch.equal(stratified_split(labels, 10, seed=4, val_per_class=None)[1], val)
+    assert len(stratified_split(labels, 10, seed=3, val_per_class=0)[1]) == 0
+    assert labels[stratified_split(labels, 10, seed=3, val_per_class=7)[1]].bincount().tolist() == [7] * 10
+
+
+def test_fit_logs_validation_metrics_and_leaves_test_metrics_as_they_were(mnist):
+    from trainables.loop import MemoryReporter
+    from trainables.stn import train_stn
+
+    config = {"epochs": 1, "train_per_class": 10, "test_limit": 50, "seed": 0}
+    with_val, without = MemoryReporter(), MemoryReporter()
+    train_stn({**config, "val_per_class": 5}, mnist, with_val)
+    train_stn({**config, "val_per_class": 0}, mnist, without)
+    (a,), (b,) = with_val.rows, without.rows
+    assert 0 <= a["val_acc"] <= 1 and a["val_loss"] > 0 and "val_acc" not in b
+    assert (a["test_acc"], a["test_loss"], a["train_loss"]) == (b["test_acc"], b["test_loss"], b["train_loss"])
 
 
 def test_missing_files_without_download_name_the_layout(tmp_path):

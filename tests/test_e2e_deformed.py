@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import run_cli
+from helpers import run_cli, run_main
 
 pytestmark = pytest.mark.slow
 VARIANTS = ["clean", "elastic", "zoom"]
@@ -68,16 +68,14 @@ def test_inspection_artefacts_for_affine_and_tps(deformed_run, tmp_path):
 
 
 def test_bad_sigma_is_refused_before_ray(mnist_dir, tmp_path):
-    proc = run_cli("sweeps/stn_deformed.py", "--sigma", "-1", "--data-dir", str(mnist_dir), "--out",
-                   str(tmp_path / "x"))
+    proc = run_main("stn_deformed", "--sigma", "-1", "--data-dir", str(mnist_dir), "--out", str(tmp_path / "x"))
     assert proc.returncode == 2
     assert "config 'sigma' = -1.0 is out of range: must be >= 0" in proc.stderr
     assert not (tmp_path / "x").exists()
 
 
 def test_original_study_setting_dry_run():
-    proc = run_cli("sweeps/stn_deformed.py", "--dry-run", "--sigma", "30", "--points", "3", "--transformers",
-                   "affine")
+    proc = run_main("stn_deformed", "--dry-run", "--sigma", "30", "--points", "3", "--transformers", "affine")
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in proc.stdout.splitlines() if '"sigma": 30.0' in line]
     assert len(lines) == 3 and all('"points": 3' in line and '"transformer": "affine"' in line for line in lines)

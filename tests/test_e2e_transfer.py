@@ -8,12 +8,12 @@ import json
 import pandas as pd
 import pytest
 
-from helpers import run_cli
+from helpers import run_cli, run_main
 from test_transfer import OFFLINE
 
 
 def test_dry_run_lists_the_30_configurations():
-    proc = run_cli("sweeps/transfer_grid.py", "--dry-run")
+    proc = run_main("transfer_grid", "--dry-run")
     assert proc.returncode == 0, proc.stderr
     configs = [json.loads(line.split(None, 1)[1]) for line in proc.stdout.splitlines() if line[:4].strip().isdigit()]
     assert len(configs) == 30
@@ -26,9 +26,9 @@ def test_dry_run_lists_the_30_configurations():
 
 
 def test_offline_imagenet_weights_fail_at_once(mnist_dir, tmp_path):
-    proc = run_cli("sweeps/transfer_grid.py", "--data-dir", str(mnist_dir), "--out", str(tmp_path / "run"),
-                   "--models", "vgg19", "--sizes", "10", "--seeds", "0",
-                   env={**OFFLINE, "TORCH_HOME": str(tmp_path / "torch")})
+    proc = run_main("transfer_grid", "--data-dir", str(mnist_dir), "--out", str(tmp_path / "run"),
+                    "--models", "vgg19", "--sizes", "10", "--seeds", "0",
+                    env={**OFFLINE, "TORCH_HOME": str(tmp_path / "torch")})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "vgg19-dcbb9e9d.pth" in errors[0] and "--weights none" in errors[0]

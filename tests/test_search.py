@@ -30,6 +30,7 @@ def check_study_agrees_with_logs(run, n_trials):
     study = load_study(run)
     logs = pd.read_parquet(run / "logs")
     assert not logs.duplicated(["trial_id", "epoch"]).any()
+    logs = logs[logs["phase"] == "search"]  # the confirm phase's trials are not Optuna's
     per_trial = logs.groupby("trial_id").agg(**{p: (f"config/{p}", "first") for p in PARAMS},
                                              stop_reason=("stop_reason", "first"), epochs=("epoch", "max"))
     assert len(per_trial) == n_trials == len([t for t in study.trials if t.state.is_finished()
@@ -65,6 +66,25 @@ def test_smoke_search_prunes_what_asha_stopped(smoke_search):
                 "transfer_search": {"batch_size": 4, "lr": 0.001, "lr_step": 7}}[script]
     assert study.trials[0].params == baseline  # the original study's configuration, enqueued first
     assert "asha" in set(per_trial["stop_reason"])  # grace 1, factor 2 over 4 trials always stops some
+    # the baseline runs its whole budget, whatever ASHA thinks of it, so the report compares against it as published
+    base = per_trial[(per_trial["batch_size"] == baseline["batch_size"]) & (per_trial["lr"] == baseline["lr"])
+                     & (per_trial["lr_step"] == baseline["lr_step"])]
+    budget = int(pd.read_parquet(run / "logs")["config/epochs"].max())
+    assert len(base) == 1 and base["stop_reason"].iloc[0] == "completed" and base["epochs"].iloc[0] == budget
+    # searched and stopped on the validation split, logged beside the test metrics
+    logs = pd.read_parquet(run / "logs")
+    assert logs["val_acc"].between(0, 1).all() and logs["test_acc"].between(0, 1).all()
+    # the confirm phase (smoke: 1,2): the best searched configuration by validation and the baseline, on two new
+    # seeds each, the whole budget, no early stopping
+    confirm = logs[logs["phase"] == "confirm"].groupby("trial_id").agg(
+        **{p: (f"config/{p}", "first") for p in PARAMS}, seed=("config/seed", "first"),
+        stop_reason=("stop_reason", "last"), epochs=("epoch", "max"))
+    assert len(confirm) == 4 and sorted(confirm["seed"]) == [1, 1, 2, 2]
+    assert (confirm["epochs"] == budget).all() and set(confirm["stop_reason"]) == {"completed"}
+    search = logs[logs["phase"] == "search"]
+    best_by_val = search.loc[search[search["trial_id"] != base.index[0]]["val_acc"].idxmax()]
+    configs = {tuple(row) for row in confirm[list(PARAMS)].itertuples(index=False)}
+    assert configs == {tuple(baseline[p] for p in PARAMS), tuple(best_by_val[f"config/{p}"] for p in PARAMS)}
 
 
 def test_report_on_a_real_smoke_search(smoke_search):
@@ -93,7 +113,7 @@ def test_killed_search_resumes_without_duplicates(mnist_dir, tmp_path):
     run = tmp_path / "RUN"
     args = ["sweeps/stn_search.py", "--data-dir", str(mnist_dir), "--out", str(run), "--num-samples", "6",
             "--max-concurrent", "2", "--epochs", "6", "--train-per-class", "200", "--test-limit", "2000",
-            "--asha", "off", "--no-report"]
+            "--asha", "off", "--confirm", "off", "--no-report"]
     proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 150

@@ -51,6 +51,32 @@ def test_plateau_stopper_records_what_it_stopped(tmp_path):
     assert (tmp_path / "optuna.db").exists()  # the study lives in RUN_DIR
 
 
+def test_the_baseline_is_never_stopped_early_but_still_fills_the_rungs(tmp_path):
+    """ASHA (grace 1, factor 2) and the plateau stopper stop a weak trial; the baseline, weaker still, runs on."""
+    from types import SimpleNamespace
+
+    from ray import tune
+
+    s = Search(space={"lr": tune.loguniform(1e-3, 0.1)}, baseline={"lr": 0.01}, asha=(1, 2.0), plateau=2)
+    _, asha, stopper, _ = build_search(s, tmp_path, "val_acc", "max", max_epochs=4)
+    asha.set_search_properties("val_acc", "max", config={})  # what Tune does with TuneConfig's metric and mode
+    trials = {name: SimpleNamespace(trial_id=name, config={"lr": lr, "epochs": 4})
+              for name, lr in (("strong", 0.05), ("weak", 0.002), ("base", 0.01))}
+    for t in trials.values():
+        asha.on_trial_add(None, t)
+    actions = {}
+    for name, acc in (("strong", 0.9), ("weak", 0.2), ("base", 0.1)):
+        actions[name] = asha.on_trial_result(None, trials[name], {"epoch": 1, "val_acc": acc,
+                                                                    "config": trials[name].config})
+    assert actions == {"strong": "CONTINUE", "weak": "STOP", "base": "CONTINUE"}
+    _, recorded = asha._brackets[0]._rungs[-1]  # the first rung (epoch 1): the baseline competes in it
+    assert set(recorded) == {"strong", "weak", "base"}
+    flat = {name: [stopper(name, {"val_acc": 0.5, "training_iteration": i, "config": trials[name].config})
+                   for i in range(1, 5)] for name in ("weak", "base")}
+    assert any(flat["weak"]) and not any(flat["base"])
+    assert stopper.stopped == {"weak"}
+
+
 def test_resume_sets_aside_logs_of_trials_the_snapshot_does_not_know(tmp_path):
     """A driver killed after a trial started but before Tune's next snapshot leaves that trial's log file; the
     resumed search runs a new trial in its place, so the orphan's rows must leave logs/ (kept, not deleted)."""

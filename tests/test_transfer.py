@@ -124,10 +124,11 @@ def test_cached_and_uncached_eval_backbone_train_the_same_head(mnist):
 
 def test_forward_counts_per_mode(mnist):
     cfgs = [TransferConfig(model="resnet18", weights="none", image_size=32, train_per_class=n, seed=s,
-                           test_limit=30, epochs=2) for n in (2, 4) for s in (0, 1)]
+                           test_limit=30, epochs=2, val_per_class=3) for n in (2, 4) for s in (0, 1)]
     jobs = feature_jobs(mnist, cfgs)
     (train_index, n_test), = jobs.values()
-    assert n_test == 30 and len(train_index) <= 2 * 40  # the union of the subsets, nested per seed
+    # the union of the subsets (nested per seed) and of each seed's validation split (one per seed, all sizes)
+    assert n_test == 30 and len(train_index) <= 2 * (40 + 30)
     backbones.FORWARD_IMAGES.clear()
     feats = prepare_features(mnist, cfgs)
     assert backbones.FORWARD_IMAGES["resnet18"] == len(train_index) + 30  # each unique image once
@@ -139,7 +140,7 @@ def test_forward_counts_per_mode(mnist):
     tutorial = {**cfgs[0].to_dict(), "backbone_mode": "tutorial"}
     rep = KeepState()
     train_transfer(tutorial, mnist, None, rep)
-    assert backbones.FORWARD_IMAGES["resnet18"] == 2 * (20 + 30)  # every epoch: all training + test images
+    assert backbones.FORWARD_IMAGES["resnet18"] == 2 * (20 + 30 + 30)  # every epoch: training, val and test
     # Tutorial mode keeps the backbone in train mode: BatchNorm running statistics drift and are checkpointed.
     assert rep.last["model"]["features.bn1.running_mean"].abs().sum() > 0
 

@@ -153,6 +153,11 @@ class SGDConfig(TrialConfig):
     train_per_class: int | None = field(default=None, metadata={
         "ge": 1, "aliases": ("--sizes", "--size"), "none": "the whole training set",
         "help": "training images per digit (a stratified subset drawn with the seed, nested across sizes)"})
+    val_per_class: int | None = field(default=None, metadata={
+        "ge": 0, "none": "a tenth of the smallest digit's training images",
+        "help": "validation images per digit, held out of the training split with the seed (disjoint from every "
+                "training subset of that seed) and logged as val_loss/val_acc; searches, schedulers and the "
+                "report choose on them. 0: no validation split (choices fall back to the test set)"})
     test_limit: int | None = field(default=None, metadata={
         "ge": 1, "none": "the whole test set", "help": "evaluate on the first N test images"})
     compile: str = field(default="off", metadata={
@@ -163,4 +168,4 @@ class SGDConfig(TrialConfig):
     def check_data(self, data: Any) -> None:
         from trainables.data import check_per_class  # torch: only where data is loaded
 
-        check_per_class(self.train_per_class, data)
+        check_per_class(self.train_per_class, data, self.val_per_class)

@@ -285,13 +285,57 @@ def load_mnist(data_dir: str | Path, download: bool = True) -> MnistData:
     return MnistData(normalize(train_x), train_y.long(), normalize(test_x), test_y.long(), str(root))
 
 
-def check_per_class(per_class: int | None, data: MnistData) -> None:
-    """A config asking for more training images per digit than `data` has → ConfigError (before any trial)."""
-    if per_class is not None:
-        have = int(torch.bincount(data.train_labels, minlength=NUM_CLASSES).min())
-        if per_class > have:
-            raise ConfigError(f"config 'train_per_class' = {per_class} is more than the training set has: "
-                              f"at most {have} images per digit in {data.root}")
+def check_per_class(per_class: int | None, data: MnistData, val_per_class: int | None = 0) -> None:
+    """A config asking for more training (plus validation) images per digit than `data` has → ConfigError
+    (before any trial)."""
+    have = int(torch.bincount(data.train_labels, minlength=NUM_CLASSES).min())
+    v = val_size(data.train_labels, val_per_class)
+    if per_class is not None and per_class + v > have:
+        held = f" plus the {v} per digit held out for validation (val_per_class)" if v else ""
+        raise ConfigError(f"config 'train_per_class' = {per_class}{held} is more than the training set has: "
+                          f"at most {have} images per digit in {data.root}")
+    if v >= have:
+        raise ConfigError(f"config 'val_per_class' = {v} leaves no training images: the training set has at most "
+                          f"{have} images per digit in {data.root}")
+
+
+VAL_FRACTION = 0.1  # the default validation split: this share of the smallest digit's training images, per digit
+
+
+def val_size(labels: torch.Tensor, val_per_class: int | None) -> int:
+    """Validation images per digit: `val_per_class`, or for None 10% of the smallest digit's count in `labels`."""
+    if val_per_class is None:
+        return int(int(torch.bincount(labels, minlength=NUM_CLASSES).min()) * VAL_FRACTION)
+    return int(val_per_class)
+
+
+def stratified_split(labels: torch.Tensor, per_class: int | None, seed: int,
+                     val_per_class: int | None = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training indices, validation indices), both sorted and stratified, drawn with `seed`.
+
+    Each class gets one seeded permutation: the validation images are its last `val_size` entries, the training
+    subset its first `per_class` entries (None: all the others). So for one seed the validation split is the same
+    for every training size and disjoint from all of them, and a training subset is the same with or without a
+    validation split (nested across sizes, as before)."""
+    v = val_size(labels, val_per_class)
+    if per_class is not None and per_class < 1:
+        raise DataError(f"per_class = {per_class}: must be at least 1 image per digit")
+    gen = torch.Generator().manual_seed(int(seed))
+    train, val = [], []
+    for cls in range(NUM_CLASSES):
+        idx = torch.nonzero(labels == cls, as_tuple=True)[0]
+        # Draw the permutation for every class even when an error follows, so the stream never depends on n.
+        perm = idx[torch.randperm(len(idx), generator=gen)]
+        if (per_class or 0) + v > len(idx) or v >= len(idx):
+            counts = torch.bincount(labels, minlength=NUM_CLASSES)
+            held = f" (plus {v} per digit held out for validation)" if v else ""
+            raise DataError(
+                f"asked for {per_class if per_class is not None else 'all'} images per digit{held}, but "
+                f"digit {cls} has only {len(idx)} (this training set has at most {int(counts.min())} per digit); "
+                f"lower train_per_class" + (" or val_per_class" if v else ""))
+        train.append(perm[:per_class] if per_class is not None else perm[:len(idx) - v])
+        val.append(perm[len(idx) - v:])
+    return torch.sort(torch.cat(train)).values, torch.sort(torch.cat(val)).values
 
 
 def stratified_subset(labels: torch.Tensor, per_class: int | None, seed: int) -> torch.Tensor:
@@ -299,22 +343,6 @@ def stratified_subset(labels: torch.Tensor, per_class: int | None, seed: int) ->
 
     Each class gets one seeded permutation and the subset is its first `per_class` entries, so for one seed
     the 10-per-class subset lies inside the 30-per-class one (nested), and different seeds draw differently.
+    The training part of `stratified_split` (which also holds out a validation split) is this same subset.
     """
-    if per_class is None:
-        return torch.arange(len(labels))
-    if per_class < 1:
-        raise DataError(f"per_class = {per_class}: must be at least 1 image per digit")
-    gen = torch.Generator().manual_seed(int(seed))
-    chosen = []
-    for cls in range(NUM_CLASSES):
-        idx = torch.nonzero(labels == cls, as_tuple=True)[0]
-        # Draw the permutation for every class even when an error follows, so the stream never depends on n.
-        perm = idx[torch.randperm(len(idx), generator=gen)]
-        if per_class > len(idx):
-            counts = torch.bincount(labels, minlength=NUM_CLASSES)
-            raise DataError(
-                f"asked for {per_class} images per digit, but digit {cls} has only {len(idx)} "
-                f"(this training set has at most {int(counts.min())} per digit); lower train_per_class"
-            )
-        chosen.append(perm[:per_class])
-    return torch.sort(torch.cat(chosen)).values
+    return stratified_split(labels, per_class, seed, 0)[0]

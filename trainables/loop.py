@@ -155,11 +155,16 @@ def eval_sums(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, b
     return torch.stack([total_loss.double(), correct.double()])
 
 
-def evaluate_splits(model: nn.Module, tests: Mapping[str, Split], *, device: torch.device) -> dict[str, float]:
-    """test_loss/test_acc over all test splits together, plus test_acc/<name> per split when there are several.
-    All splits' sums come back to the host in one transfer."""
-    sums = torch.stack([eval_sums(model, x, y, device=device) for x, y in tests.values()]).tolist() if tests else []
+def evaluate_splits(model: nn.Module, tests: Mapping[str, Split], *, device: torch.device,
+                    val: Split | None = None) -> dict[str, float]:
+    """test_loss/test_acc over all test splits together, plus test_acc/<name> per split when there are several,
+    and val_loss/val_acc on the validation split when given. All sums come back to the host in one transfer."""
+    splits = ([val] if val is not None else []) + list(tests.values())
+    sums = torch.stack([eval_sums(model, x, y, device=device) for x, y in splits]).tolist() if splits else []
     out: dict[str, float] = {}
+    if val is not None:
+        val_sums, sums = sums[0], sums[1:]
+        out["val_loss"], out["val_acc"] = val_sums[0] / len(val[1]), val_sums[1] / len(val[1])
     n_total, loss_sum, correct_sum = 0, 0.0, 0.0
     for (name, (_, y)), split_sums in zip(tests.items(), sums):
         n = len(y)
@@ -440,8 +445,9 @@ class TuneReporter:
 def fit(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, *, train: Split,
         tests: Mapping[str, Split], epochs: int, batch_size: int, seed: int, device: torch.device,
         reporter: Reporter, inspect: Callable[[nn.Module], dict[str, Any]] | None = None,
-        compile: str = "off") -> None:
-    """Train for `epochs`, evaluating every test split after each epoch, resuming from `reporter.restore()`.
+        compile: str = "off", val: Split | None = None) -> None:
+    """Train for `epochs`, evaluating every test split (and the validation split `val`, when given: val_loss,
+    val_acc) after each epoch, resuming from `reporter.restore()`.
 
     The shuffling order of epoch e depends only on (seed, e) (`epoch_generator`), and the RNG state is
     checkpointed, so a trial resumed from epoch k continues as if it had never stopped. On CPU the order is the
@@ -476,6 +482,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, *, t
     if device.type == "cuda":  # small datasets live on the GPU for the whole trial
         train = tuple(t.to(device) for t in train)
         tests = {k: tuple(t.to(device) for t in v) for k, v in tests.items()}
+        val = tuple(t.to(device) for t in val) if val is not None else None
     with _cudnn_benchmark(device):
         net = compile_model(model, compile)
         compile_seconds = None
@@ -486,7 +493,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, *, t
             t0 = time.perf_counter()
             gen = epoch_generator(seed, epoch, device)
             tr = train_one_epoch(net, *train, optimizer, batch_size=batch_size, generator=gen, device=device)
-            te = evaluate_splits(net, tests, device=device)
+            te = evaluate_splits(net, tests, device=device, val=val)
             seconds = time.perf_counter() - t0
             if scheduler is not None:
                 scheduler.step()

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from trainables.config import SGDConfig
-from trainables.data import MnistData, stratified_subset
+from trainables.data import MnistData, stratified_split
 from trainables.deform import VARIANTS, DeformedMnist, DeformSpec, deformed_mnist, to_pixels
 from trainables.loop import (Reporter, Split, TuneReporter, fit, make_sgd, pick_device, pin_threads,
                              trial_resources)
@@ -97,7 +97,8 @@ def inspection_arrays(model: STN, tests: Mapping[str, Split], batch: int = INSPE
     return out
 
 
-def _train(cfg: STNConfig, train: Split, tests: dict[str, Split], reporter: Reporter | None) -> None:
+def _train(cfg: STNConfig, train: Split, tests: dict[str, Split], reporter: Reporter | None,
+           val: Split | None = None) -> None:
     reporter = reporter or TuneReporter()
     cpus, gpus = trial_resources()
     pin_threads(cpus)
@@ -107,16 +108,17 @@ def _train(cfg: STNConfig, train: Split, tests: dict[str, Split], reporter: Repo
     optimizer, scheduler = make_sgd(model.parameters(), cfg)
     fit(model, optimizer, scheduler, train=train, tests=tests, epochs=cfg.epochs, batch_size=cfg.batch_size,
         seed=cfg.seed, device=device, reporter=reporter, inspect=lambda m: inspection_arrays(m, tests),
-        compile=cfg.compile)
+        compile=cfg.compile, val=val)
 
 
 def train_stn(config: dict[str, Any], data: MnistData, reporter: Reporter | None = None) -> None:
     """Ray Tune function trainable: one STN run on clean MNIST, one report (and checkpoint) per epoch."""
     cfg = STNConfig.from_dict(config)
-    idx = stratified_subset(data.train_labels, cfg.train_per_class, cfg.seed)
+    idx, val_idx = stratified_split(data.train_labels, cfg.train_per_class, cfg.seed, cfg.val_per_class)
     n_test = cfg.test_limit or len(data.test_labels)
+    val = (data.train_images[val_idx], data.train_labels[val_idx]) if len(val_idx) else None
     _train(cfg, (data.train_images[idx], data.train_labels[idx]),
-           {"test": (data.test_images[:n_test], data.test_labels[:n_test])}, reporter)
+           {"test": (data.test_images[:n_test], data.test_labels[:n_test])}, reporter, val)
 
 
 def train_stn_deformed(config: dict[str, Any], data: MnistData, deformed: Mapping[str, Any] | None = None,
@@ -134,8 +136,11 @@ def train_stn_deformed(config: dict[str, Any], data: MnistData, deformed: Mappin
 
         sets = ray.get(sets)
     # the same training digits in every variant, so the subset stays stratified and seeded
-    idx = stratified_subset(data.train_labels, cfg.train_per_class, cfg.seed)
+    idx, val_idx = stratified_split(data.train_labels, cfg.train_per_class, cfg.seed, cfg.val_per_class)
     train = (torch.cat([sets.train[v][0][idx] for v in VARIANTS]), torch.cat([sets.train[v][1][idx] for v in VARIANTS]))
+    # validation as training: the held-out digits in every variant
+    val = ((torch.cat([sets.train[v][0][val_idx] for v in VARIANTS]),
+            torch.cat([sets.train[v][1][val_idx] for v in VARIANTS])) if len(val_idx) else None)
     n_test = cfg.test_limit or len(data.test_labels)
     tests = {v: (sets.test[v][0][:n_test], sets.test[v][1][:n_test]) for v in VARIANTS}
-    _train(cfg, train, tests, reporter)
+    _train(cfg, train, tests, reporter, val)

@@ -29,7 +29,7 @@ from trainables.backbones import (FEATURE_DTYPES, TransferNet, check_input_size,
                                   compute_features, ensure_weights, feature_settings, load_backbone,
                                   resolve_feature_dtype)
 from trainables.config import ConfigError, SGDConfig
-from trainables.data import MnistData, stratified_subset
+from trainables.data import MnistData, stratified_split
 from trainables.loop import Reporter, TuneReporter, fit, make_sgd, pick_device, pin_threads, trial_resources
 
 MODES = ("cached", "tutorial")
@@ -96,7 +96,8 @@ class FeatureSet:
 def feature_jobs(data: MnistData, configs: Iterable[TransferConfig],
                  device: torch.device | str | None = None) -> dict[str, tuple[torch.Tensor, int]]:
     """Per cache key of the cached configs, the features computed on `device` (default: where
-    `prepare_features` would compute them): the union of their training subsets and how many test images."""
+    `prepare_features` would compute them): the union of their training subsets and validation splits, and how
+    many test images."""
     device = device or pick_device(None)
     jobs: dict[str, tuple[set[int], int]] = {}
     for cfg in configs:
@@ -104,7 +105,8 @@ def feature_jobs(data: MnistData, configs: Iterable[TransferConfig],
             continue
         key = cfg.cache_key(device)
         idx, n_test = jobs.get(key, (set(), 0))
-        idx |= set(stratified_subset(data.train_labels, cfg.train_per_class, cfg.seed).tolist())
+        train_idx, val_idx = stratified_split(data.train_labels, cfg.train_per_class, cfg.seed, cfg.val_per_class)
+        idx |= set(train_idx.tolist()) | set(val_idx.tolist())
         jobs[key] = (idx, max(n_test, cfg.test_limit or len(data.test_labels)))
     return {k: (torch.tensor(sorted(idx), dtype=torch.long), n) for k, (idx, n) in jobs.items()}
 
@@ -147,9 +149,10 @@ def train_transfer(config: dict[str, Any], data: MnistData, features: dict[str, 
     pin_threads(cpus)
     device = pick_device(gpus)
 
-    idx = stratified_subset(data.train_labels, cfg.train_per_class, cfg.seed)
+    idx, val_idx = stratified_split(data.train_labels, cfg.train_per_class, cfg.seed, cfg.val_per_class)
     n_test = cfg.test_limit or len(data.test_labels)
     labels, test_labels = data.train_labels[idx], data.test_labels[:n_test]
+    val = None
     if cfg.backbone_mode == "cached":
         if features is None or cfg.feature_key not in features:
             raise RuntimeError(f"no cached features for {cfg.feature_key}: run through prepare_features first")
@@ -162,6 +165,8 @@ def train_transfer(config: dict[str, Any], data: MnistData, features: dict[str, 
         torch.manual_seed(cfg.seed)  # the head's init: identical in both modes for one seed
         model = head = nn.Linear(fs.train.shape[1], 10)
         train, tests = (fs.train[rows], labels), {"test": (fs.test[:n_test], test_labels)}
+        if len(val_idx):
+            val = (fs.train[torch.searchsorted(fs.train_index, val_idx)], data.train_labels[val_idx])
     else:
         backbone, dim = load_backbone(cfg.model, cfg.weights)
         torch.manual_seed(cfg.seed)
@@ -170,6 +175,8 @@ def train_transfer(config: dict[str, Any], data: MnistData, features: dict[str, 
         model = TransferNet(backbone, head, cfg.image_size, backbone_train=True, compute_dtype=dtype,
                             channels_last=channels_last)
         train, tests = (data.train_images[idx], labels), {"test": (data.test_images[:n_test], test_labels)}
+        if len(val_idx):
+            val = (data.train_images[val_idx], data.train_labels[val_idx])
     optimizer, scheduler = make_sgd(head.parameters(), cfg)
     fit(model, optimizer, scheduler, train=train, tests=tests, epochs=cfg.epochs, batch_size=cfg.batch_size,
-        seed=cfg.seed, device=device, reporter=reporter, compile=cfg.compile)
+        seed=cfg.seed, device=device, reporter=reporter, compile=cfg.compile, val=val)
