@@ -56,7 +56,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
-import torch.nn.functional as F
 import torchvision
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Subset
@@ -68,6 +67,8 @@ from trainables.errors import UserError
 from trainables.loop import MemoryReporter, fit, make_sgd, pick_device
 from trainables.models import build_stn
 from trainables.transfer import FeatureSet, TransferConfig, feature_jobs, prepare_features, train_transfer
+
+from stn_epoch import tutorial_epoch  # benchmarks/stn_epoch.py (this script's folder is on sys.path)
 
 # The GPU machine's image has no Ray, Optuna or elasticdeform. None of the imports above may pull them in, and from
 # here on importing them fails as it would there (in every worker process too: each imports this file again), so
@@ -296,29 +297,15 @@ def tutorial_side(root: str, tile: int, train_limit: int | None, test_limit: int
     train_loader = DataLoader(train_set, batch_size=64, shuffle=True, num_workers=num_workers)
     test_loader = DataLoader(test_set, batch_size=64, shuffle=False, num_workers=num_workers)
     build_s = time.perf_counter() - t0
-    times = []
+    times, acc = [], 0.0
     for _ in range(epochs):
         t0 = time.perf_counter()
-        model.train()
-        for x, y in train_loader:
-            x, y = x.to(device), y.to(device)
-            opt.zero_grad()
-            loss = F.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
-        model.eval()
-        correct, total = 0, 0.0
-        with torch.no_grad():
-            for x, y in test_loader:
-                x, y = x.to(device), y.to(device)
-                out = model(x)
-                total += F.cross_entropy(out, y, reduction="sum").item()
-                correct += (out.argmax(1) == y).sum().item()
+        acc = tutorial_epoch(model, opt, train_loader, test_loader, device)
         times.append(time.perf_counter() - t0)
     # The first epoch also starts CUDA's and cuDNN's kernels for these shapes: left out when there are more.
     steady = times[1:] or times
     return {"train_images": len(train_set), "test_images": len(test_set), "build_s": build_s, "epochs_s": times,
-            "epoch_s": statistics.median(steady), "test_acc": correct / len(test_set)}
+            "epoch_s": statistics.median(steady), "test_acc": acc}
 
 
 @contextmanager

@@ -51,20 +51,33 @@ def tutorial(root: Path, seed: int, num_workers: int) -> float:
                               batch_size=64, shuffle=True, num_workers=num_workers)
     test_loader = DataLoader(torchvision.datasets.MNIST(str(root), train=False, transform=tf),
                              batch_size=64, shuffle=False, num_workers=num_workers)
+    tutorial_epoch(model, opt, train_loader, test_loader)
+    return time.perf_counter() - t0
+
+
+def tutorial_epoch(model: torch.nn.Module, opt: torch.optim.Optimizer, train_loader: DataLoader,
+                   test_loader: DataLoader, device: torch.device | None = None) -> float:
+    """One epoch of the tutorial's loop: a training pass over its loader, then the test pass, each batch moved to
+    `device` on its own and each test batch's sums read back, as the tutorial does. Returns the test accuracy."""
     model.train()
     for x, y in train_loader:
+        if device is not None:
+            x, y = x.to(device), y.to(device)
         opt.zero_grad()
         loss = F.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
     model.eval()
-    correct, total = 0, 0.0
+    correct, total, n = 0, 0.0, 0
     with torch.no_grad():
         for x, y in test_loader:
+            if device is not None:
+                x, y = x.to(device), y.to(device)
             out = model(x)
             total += F.cross_entropy(out, y, reduction="sum").item()
             correct += (out.argmax(1) == y).sum().item()
-    return time.perf_counter() - t0
+            n += len(y)
+    return correct / max(n, 1)
 
 
 def main(argv: list[str] | None = None) -> int:
