@@ -91,11 +91,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "full": dict(models=["resnet50", "vgg19"], image_size=224, weights="auto", sizes=[10, 30, 50, 70, 90],
                  seeds=[0, 1, 2], head_epochs=50, test_limit=10_000, head_workers=None, stn_tile=12,
                  stn_train_limit=None, stn_test_limit=None, stn_epochs=20, tutorial_epochs=2, num_workers=4,
-                 compile_mode="reduce-overhead", procs=4, proc_epochs=4),
+                 compile_mode="reduce-overhead", procs=4, proc_epochs=4, val_per_class=None),
     "smoke": dict(models=["resnet50", "vgg19"], image_size=32, weights="none", sizes=[1, 2], seeds=[0, 1],
                   head_epochs=1, test_limit=20, head_workers=2, stn_tile=2, stn_train_limit=256,
                   stn_test_limit=200, stn_epochs=2, tutorial_epochs=1, num_workers=1, compile_mode="default",
-                  procs=2, proc_epochs=1),
+                  procs=2, proc_epochs=1, val_per_class=1),
 }
 
 
@@ -129,10 +129,11 @@ def target(name: str, measured: float, op: str, goal: float, unit: str) -> dict[
 # ------------------------------------------------------------------------------------------------ (a) features
 
 def grid_configs(a: argparse.Namespace, data: MnistData) -> list[TransferConfig]:
-    """The paper grid (models x sizes x seeds) as the transfer sweep builds it, at this run's sizes."""
+    """The paper grid (models x sizes x seeds) as the transfer sweep builds it, at this run's sizes (with the
+    sweep's default validation split; one image per digit in --smoke)."""
     test_limit = min(a.test_limit, len(data.test_labels))
     return [TransferConfig(model=m, weights=a.weights, image_size=a.image_size, train_per_class=n, seed=s,
-                           epochs=a.head_epochs, test_limit=test_limit)
+                           epochs=a.head_epochs, test_limit=test_limit, val_per_class=a.val_per_class)
             for m in a.models for n in a.sizes for s in a.seeds]
 
 
@@ -488,6 +489,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     g.add_argument("--compile-mode", choices=["default", "reduce-overhead", "max-autotune"])
     g.add_argument("--procs", type=int, help="STN trainings sharing the device in (d)")
     g.add_argument("--proc-epochs", type=int, help="timed epochs of each STN training in (d)")
+    g.add_argument("--val-per-class", type=int,
+                   help="the grid's validation images per digit (default: the sweep's, a tenth of the smallest digit)")
     a = p.parse_args(argv)
     for key, value in PRESETS["smoke" if a.smoke else "full"].items():
         if getattr(a, key) is None:
