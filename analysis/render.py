@@ -1,6 +1,10 @@
 """Building blocks of the analysis pages and the one page writer: Sections, Markdown/HTML tables, figures,
 paragraphs, number formats, CSV bytes, and write_page (index.html, its Markdown twin and every section's files).
 
+Number formats, one each: fmt_num (4 significant digits, no exponent from 10,000 up), fmt_pm (mean ± std, both
+fixed-point with the same decimals; `decimals` picks them for a whole column), fmt_pct / fmt_pct_pm / fmt_ci (accuracy, a fraction in the logs and CSVs,
+shown in percent with one decimal). CSVs keep full precision and fractions (CSV_UNITS says so on the page).
+
     from analysis.render import csv_bytes, figure, paragraph, section, table, write_page
     s = section("Title", [paragraph("..."), table(frame), figure("name", "caption")], {"name.png": png})
     write_page(out_dir, "Page title", [s])   # out_dir/index.html, out_dir/report.md, out_dir/name.png
@@ -13,6 +17,8 @@ from __future__ import annotations
 
 import html
 import io
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,9 +60,28 @@ def markdown_table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+NUMERIC = re.compile(r"[\d\s.,+\-−±%()\[\]/×]*\d[\d\s.,+\-−±%()\[\]/×]*")  # "80.0 ± 1.2", "0.8 (2)", "3/3/4"
+
+
+def html_table(df: pd.DataFrame) -> str:
+    """An HTML table whose number cells (class n) are right-aligned and never wrap, so "80.0 ± 10.0" stays on
+    one line; text cells (group labels) wrap."""
+    e = html.escape
+    head = "".join(f"<th>{e(str(c))}</th>" for c in df.columns)
+    rows = []
+    for row in df.itertuples(index=False):
+        cells = []
+        for v in row:
+            text = str(v)
+            cells.append(f"<td class='n'>{e(text)}</td>" if NUMERIC.fullmatch(text) else f"<td>{e(text)}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return (f"<div class='wide'><table><thead><tr>{head}</tr></thead><tbody>" + "\n".join(rows)
+            + "</tbody></table></div>")
+
+
 def table(df: pd.DataFrame, note: str = "") -> tuple[str, str]:
     """(Markdown, HTML) of a text table, with an optional note line under it."""
-    md, page = markdown_table(df), df.to_html(index=False, border=0)
+    md, page = markdown_table(df), html_table(df)
     if note:
         md, page = md + f"\n\n{note}", page + f"<p>{html.escape(note)}</p>"
     return md, page
@@ -87,15 +112,46 @@ def section(title: str, parts: list[tuple[str, str]], files: dict | None = None)
 
 
 def fmt_num(v, digits: int = 4) -> str:
-    return "" if pd.isna(v) else f"{v:.{digits}g}"
+    """DIGITS significant digits; from 10**DIGITS up a whole number with thousands separators (no exponent)."""
+    if pd.isna(v):
+        return ""
+    return f"{v:,.0f}" if abs(v) >= 10 ** digits else f"{v:.{digits}g}"
 
 
-def fmt_pm(mean, std) -> str:
-    return fmt_num(mean) + ("" if pd.isna(std) else f" ± {std:.2g}")
+def decimals(*values) -> int:
+    """Decimals that give the largest value 4 significant digits, 0 to 3: pass a whole column's values so that
+    its cells share one format."""
+    top = max((abs(float(v)) for v in values if not pd.isna(v)), default=0.0)
+    return 0 if top == 0 else min(3, max(0, 3 - math.floor(math.log10(top))))
+
+
+def fmt_pm(mean, std, places: int | None = None) -> str:
+    """"mean ± std", both fixed-point with PLACES decimals (default: 4 significant digits of the mean)."""
+    if pd.isna(mean):
+        return ""
+    d = decimals(mean if mean else std) if places is None else places
+    return f"{mean:,.{d}f}" + ("" if pd.isna(std) else f" ± {std:,.{d}f}")
+
+
+def fmt_pct(v, sign: bool = False) -> str:
+    """A fraction as percent with one decimal: 0.8123 -> "81.2" (or "81.2%" with ``sign``)."""
+    return "" if pd.isna(v) else f"{v * 100:.1f}" + ("%" if sign else "")
+
+
+def fmt_pct_pm(mean, std, sign: bool = False) -> str:
+    """Fractions' mean ± std in percent, one decimal: "81.2 ± 3.4" (or "81.2 ± 3.4%")."""
+    if pd.isna(mean):
+        return ""
+    return fmt_pm(mean * 100, std * 100, 1) + ("%" if sign else "")
 
 
 def fmt_ci(mean, half) -> str:
-    return "" if pd.isna(half) else f"[{mean - half:.4g}, {mean + half:.4g}]"
+    """A 95% interval of an accuracy (fractions) in percent: "[70.1, 90.3]"; empty without one."""
+    return "" if pd.isna(half) else f"[{(mean - half) * 100:.1f}, {(mean + half) * 100:.1f}]"
+
+
+CSV_UNITS = ("full precision; accuracies there are fractions in [0, 1], not percent; losses are mean cross-entropy; "
+             "times are seconds")
 
 
 def top_rows(frame: pd.DataFrame, by: str, limit: int = MAX_TABLE_ROWS) -> tuple[pd.DataFrame, str]:
@@ -108,8 +164,10 @@ def top_rows(frame: pd.DataFrame, by: str, limit: int = MAX_TABLE_ROWS) -> tuple
 
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;font-size:13px;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
-th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}img{max-width:100%}
+table{border-collapse:collapse;font-size:13px;margin:1em 0}
+th,td{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}
+th{background:#f2f2f2}td.n{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
+.wide{overflow-x:auto}img{max-width:100%}figure{margin:1em 0}
 figcaption{color:#555;font-size:13px}
 .note{background:#fff8e1;padding:.5em 1em;border-left:4px solid #f0b400}"""
 
@@ -132,7 +190,7 @@ def write_page(out: str | Path, title: str, sections: list[Section], intro: list
     md = [f"# {title}", "", *[f"{m}\n" for m, _ in intro]]
     md += [f"## {s.title}\n\n{s.markdown}\n" for s in sections]
     if csvs:
-        md += [f"Tables: {', '.join(csvs)} (full precision).", ""]
+        md += [f"Tables: {', '.join(csvs)} ({CSV_UNITS}).", ""]
     atomic_write(out / markdown_name, "\n".join(md))
 
     e = html.escape
@@ -142,7 +200,7 @@ def write_page(out: str | Path, title: str, sections: list[Section], intro: list
             f"<nav><ol>{toc}</ol></nav>"]
     page += [f"<h2 id='s{i}'>{e(s.title)}</h2>\n{s.html}" for i, s in enumerate(sections)]
     if csvs:
-        page += ["<p>Tables: " + ", ".join(f"<a href='{c}'>{c}</a>" for c in csvs) + " (full precision).</p>"]
+        page += ["<p>Tables: " + ", ".join(f"<a href='{c}'>{c}</a>" for c in csvs) + f" ({e(CSV_UNITS)}).</p>"]
     page += ["</body></html>"]
     # index.html last: its presence means the whole page and its files are there
     return atomic_write(out / "index.html", "\n".join(page))

@@ -7,8 +7,10 @@ index.html and report.md (the same content), the PNGs they show and the tables b
 
 - trials.csv: per trial best/final accuracy and loss with their epochs (best_val_acc and chosen_on say whether
   validation chose the epoch), epochs to 95/99/100% of the best and to
-  plateau, stop reason, epochs run, seconds and GPU-seconds (seconds x the trial's GPU share from the logs'
-  gpus column; 0 for old logs without it, and the report says so); Pareto membership.
+  plateau, stop reason, epochs run, training seconds (total_seconds) and GPU-seconds (seconds x the trial's GPU
+  share from the logs' gpus column; 0 for old logs without it, and the report says so), its share of the feature
+  pass (feature_seconds, feature_gpu_seconds; analysis.compute), their sums (compute_seconds,
+  compute_gpu_seconds: the compute the Pareto front and the ratios use); Pareto membership.
 - groups.csv (a group is a configuration without its seed): mean, std and 95% Student-t interval across seeds;
   curves.csv per group and epoch; test_acc.png / test_loss.png (the original study's Tables 3 and 4);
   size_effect.csv/png when train_per_class varies (its Table 2); variants.png when test_acc/<variant> exists.
@@ -16,6 +18,10 @@ index.html and report.md (the same content), the PNGs they show and the tables b
   group vs baseline and vs median group), confirm.csv (a search's headline, per seed), pareto.csv/png,
   best_epoch.png, isolation.csv/png, and audit.csv/png where a scheduler stopped trials early. With --compare:
   compare_groups.csv, compare.csv and compare.png.
+
+The pages show accuracy in percent with one decimal; the CSVs keep fractions in [0, 1] (the pages' "Tables:" line
+says so). A run where no trial or feature pass held a GPU gets no GPU-seconds columns in its pages (one sentence
+in the intro says so; the CSVs keep them, all 0).
 
 Validation chooses, test reports: where the logs have val_acc (the held-out validation split), each trial's best
 epoch and the best group and trial are chosen on it, and the accuracy reported is the test accuracy at that epoch;
@@ -46,7 +52,7 @@ from pathlib import Path
 from typing import Callable
 
 from analysis.logs import CONFIG_PREFIX, SEED_COLUMN, config_columns, group_label
-from analysis.render import Section, bullets, fmt_num, fmt_pm, note, paragraph, section, write_page
+from analysis.render import Section, bullets, fmt_num, fmt_pct_pm, note, paragraph, section, write_page
 from analysis.run import RunData, load_run
 from analysis.runstate import driver_alive, read_status
 from analysis.sections import audit_section, best_epoch_section, compare_section, curves_section, groups_section, \
@@ -152,14 +158,33 @@ def _facts(d: RunData) -> list[str]:
         "Fixed: " + (group_label(d.df.iloc[0], fixed) if fixed else "nothing") + ".",
         f"Best group{' (chosen on validation)' if by_val else ''}: {best['group']}: "
         f"{'test accuracy at the val-chosen epoch' if by_val else 'best test accuracy'} "
-        f"{fmt_pm(best['best_test_acc_mean'], best['best_test_acc_std'])}"
+        f"{fmt_pct_pm(best['best_test_acc_mean'], best['best_test_acc_std'], sign=True)}"
         f" over {best['n_seeds']} seed(s)"
         + (" (search and confirm trials together; the headline uses the confirm phase alone)."
            if (phases(d.trials) == "confirm").any() else "."),
-        f"Compute: {fmt_num(d.trials['total_seconds'].sum())} seconds of training, "
-        f"{fmt_num(d.trials['gpu_seconds'].sum())} GPU-seconds (seconds × each trial's GPU share).",
+        *compute_facts(d),
         *d.notes,
     ]
+
+
+def compute_facts(d: RunData) -> list[str]:
+    """The compute line (training + the feature pass, in seconds and, where any GPU was held, GPU-seconds) and,
+    on a run without GPUs, the one sentence saying why the GPU-seconds columns are missing."""
+    train = d.trials["total_seconds"].sum()
+    if d.passes is None:
+        line = f"Compute: {fmt_num(train)} s of training (the sum of the trials' epoch seconds)"
+    else:
+        n = len(d.passes)
+        line = (f"Compute: {fmt_num(train)} s of training + {fmt_num(d.feature_seconds)} s of feature pass "
+                f"({n} backbone pass{'es' if n != 1 else ''}, split over the trials by the images each used) = "
+                f"{fmt_num(train + d.feature_seconds)} s")
+    if d.has_gpu:
+        gpu = d.trials["gpu_seconds"].sum()
+        line += (f"; {fmt_num(gpu)} GPU-seconds of training" if d.passes is None else
+                 f"; {fmt_num(gpu)} GPU-seconds of training + {fmt_num(d.feature_gpu_seconds)} of feature pass = "
+                 f"{fmt_num(gpu + d.feature_gpu_seconds)} GPU-seconds") + " (seconds × the GPU share held)"
+        return [line + "."]
+    return [line + ".", "No trial held a GPU, so the tables leave out GPU-seconds (all 0; the CSVs keep them)."]
 
 
 def completeness(d: RunData) -> str | None:

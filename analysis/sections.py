@@ -6,7 +6,9 @@ comparison, trials, skipped files), and ``headline``, which analysis.report puts
     from analysis.sections import groups_section
     print(groups_section(load_run("runs/stn_mnist")).markdown)
 
-No ray, no torch.
+Accuracy is shown in percent with one decimal (the CSVs keep fractions); GPU-seconds columns are left out of the
+shown tables of a run where no trial held a GPU (RunData.has_gpu), and the report's intro says so once. Compute
+is training plus each trial's share of the feature pass (analysis.compute). No ray, no torch.
 """
 from __future__ import annotations
 
@@ -15,31 +17,56 @@ import pandas as pd
 
 from analysis import plots, tradeoff
 from analysis.logs import CONFIG_PREFIX, SEED_COLUMN, format_value, group_columns, group_labels
-from analysis.render import MAX_TABLE_ROWS, Section, bullets, csv_bytes, figure, fmt_ci, fmt_num, fmt_pm, note, \
-    paragraph, section, table, top_rows
+from analysis.render import MAX_TABLE_ROWS, Section, bullets, csv_bytes, decimals, figure, fmt_ci, fmt_num, \
+    fmt_pct, fmt_pct_pm, fmt_pm, note, paragraph, section, table, top_rows
 from analysis.run import RunData
 from analysis.tables import PLATEAU_PP, choice_phrase, chosen_on, rank_column, variant_columns
 
-COMPUTE_NAMES = {"gpu_seconds": "GPU-seconds", "total_seconds": "seconds"}
+COMPUTE_NAMES = {"compute_gpu_seconds": "GPU-seconds", "compute_seconds": "seconds"}
+
+
+def seconds_columns(d: RunData) -> dict[str, str]:
+    """Trial/group columns of time spent that the pages show -> their titles: training seconds, the feature-pass
+    share when the run had one, and the GPU-seconds of both only when some trial or pass held a GPU."""
+    cols = {"total_seconds": "training seconds"}
+    if d.passes is not None:
+        cols["feature_seconds"] = "feature-pass seconds"
+    if d.has_gpu:
+        cols["gpu_seconds"] = "training GPU-seconds"
+        if d.passes is not None:
+            cols["feature_gpu_seconds"] = "feature-pass GPU-seconds"
+    return cols
+
+
+def compute_phrase(d: RunData) -> str:
+    """What a trial's compute counts, for captions and sentences."""
+    name = COMPUTE_NAMES[d.compute]
+    return f"{name} (training + the trial's share of the feature pass)" if d.passes is not None else name
 
 
 def groups_section(d: RunData) -> Section:
     g, note = top_rows(d.groups, rank_column(d.groups))
     show = pd.DataFrame({"group": g["group"], "n_seeds": g["n_seeds"]})
-    show["best acc (mean ± std)"] = [fmt_pm(m, s) for m, s in zip(g["best_test_acc_mean"], g["best_test_acc_std"])]
-    show["best acc 95% CI"] = [fmt_ci(m, h) for m, h in zip(g["best_test_acc_mean"], g["best_test_acc_ci95"])]
+    show["best acc % (mean ± std)"] = [fmt_pct_pm(m, s) for m, s in zip(g["best_test_acc_mean"],
+                                                                       g["best_test_acc_std"])]
+    show["best acc % 95% CI"] = [fmt_ci(m, h) for m, h in zip(g["best_test_acc_mean"], g["best_test_acc_ci95"])]
     names = {"best_acc_epoch": "epoch of best acc", "best_test_loss": "best loss", "best_loss_epoch":
-             "epoch of best loss", "final_test_acc": "final acc", "epochs_to_95pct": "epochs to 95%",
+             "epoch of best loss", "final_test_acc": "final acc %", "epochs_to_95pct": "epochs to 95%",
              "epochs_to_99pct": "epochs to 99%", "epochs_to_plateau": "epochs to plateau", "epochs": "epochs run",
-             "total_seconds": "seconds", "gpu_seconds": "GPU-seconds"}
+             **seconds_columns(d)}
     for col, title in names.items():
-        show[title] = [fmt_pm(m, s) for m, s in zip(g[f"{col}_mean"], g[f"{col}_std"])]
+        mean, std = g[f"{col}_mean"], g[f"{col}_std"]
+        if col.endswith("_acc"):
+            show[title] = [fmt_pct_pm(m, s) for m, s in zip(mean, std)]
+        else:  # epochs: one decimal; losses and seconds: 4 significant digits of the column's largest mean
+            places = 1 if "epoch" in col else decimals(*mean)
+            show[title] = [fmt_pm(m, s, places) for m, s in zip(mean, std)]
     for col in [c for c in g if c.startswith(("best_test_acc/", "final_test_acc/")) and c.endswith("_mean")]:
         kind, variant = col.removesuffix("_mean").split("_test_acc/")
-        show[f"{kind} acc {variant}"] = [fmt_pm(m, s) for m, s in zip(g[col], g[col.replace("_mean", "_std")])]
+        show[f"{kind} acc {variant} %"] = [fmt_pct_pm(m, s) for m, s in zip(g[col], g[col.replace("_mean", "_std")])]
     if g["stopped_early"].any():
         show["stopped early"] = g["stopped_early"]
-    text = (f"Best accuracy and loss: their epochs are {choice_phrase(d.trials)}. "
+    text = (f"Best accuracy and loss: their epochs are {choice_phrase(d.trials)}. Accuracy in percent. "
             "Mean ± std (ddof=1) across seeds; 95% CI = Student-t interval of the mean, "
             "mean ± t(0.975, n-1)·std/√n (none with one seed). Epochs to 95%/99% = first epoch reaching that share "
             f"of the trial's best accuracy; plateau = first epoch within {PLATEAU_PP * 100:g} pp of it.")
@@ -74,14 +101,15 @@ def variants_section(d: RunData) -> Section | None:
     show = pd.DataFrame({"group": g["group"]})
     for v in variants:
         name = v.removeprefix("test_acc/")
-        show[f"best {name}"] = [fmt_pm(m, s) for m, s in zip(g[f"best_{v}_mean"], g[f"best_{v}_std"])]
-        show[f"final {name}"] = [fmt_pm(m, s) for m, s in zip(g[f"final_{v}_mean"], g[f"final_{v}_std"])]
+        show[f"best {name} %"] = [fmt_pct_pm(m, s) for m, s in zip(g[f"best_{v}_mean"], g[f"best_{v}_std"])]
+        show[f"final {name} %"] = [fmt_pct_pm(m, s) for m, s in zip(g[f"final_{v}_mean"], g[f"final_{v}_std"])]
     return section("Accuracy per test variant", [table(show.astype(str), note), figure("variants", caption)],
                    {"variants.png": png})
 
 
 def tradeoff_section(d: RunData) -> Section:
-    budget = tradeoff.budget_table(d.df, d.trials, d.curves, d.compute)
+    fixed = d.feature_gpu_seconds if d.compute == "compute_gpu_seconds" else d.feature_seconds
+    budget = tradeoff.budget_table(d.df, d.trials, d.curves, d.compute, fixed)
     plateau = tradeoff.plateau_epoch(budget["best_group_best_so_far"], budget["E"])
     png, caption = plots.plot_tradeoff(budget, plateau, d.compute, chosen_on(d.trials) == "validation")
     final = budget.iloc[-1]
@@ -102,9 +130,9 @@ def tradeoff_section(d: RunData) -> Section:
          "set would give, so it is optimistic; accuracy at epoch E is what training for exactly E epochs gives."),
         f"Plateau: the first epoch budget whose best-so-far accuracy (best group) is within {PLATEAU_PP * 100:g} "
         f"percentage points of the final best: epoch {fmt_num(plateau)} of {int(final['E'])}"
-        + (f" ({fmt_num(at['best_group_best_so_far'])} vs {fmt_num(final['best_group_best_so_far'])} at the full "
-           "budget; the epochs after it add "
-           f"{fmt_num((final['best_group_best_so_far'] - at['best_group_best_so_far']) * 100, 3)}"
+        + (f" ({fmt_pct(at['best_group_best_so_far'], True)} vs {fmt_pct(final['best_group_best_so_far'], True)} "
+           "at the full budget; the epochs after it add "
+           f"{(final['best_group_best_so_far'] - at['best_group_best_so_far']) * 100:.1f}"
            " pp)." if at is not None else "."),
     ]
     compute_name = COMPUTE_NAMES[d.compute]
@@ -112,14 +140,17 @@ def tradeoff_section(d: RunData) -> Section:
     if at is not None and cum.iloc[-1] > 0:
         facts.append(f"Stopping every trial at the plateau would have used {fmt_num(at[f'cumulative_{d.compute}'])} of "
                      f"{fmt_num(cum.iloc[-1])} {compute_name} "
-                     f"({fmt_num(at[f'cumulative_{d.compute}'] / cum.iloc[-1] * 100, 3)}%).")
+                     f"({fmt_num(at[f'cumulative_{d.compute}'] / cum.iloc[-1] * 100, 3)}%)"
+                     + (f"; both include the feature pass's {fmt_num(fixed)} {compute_name}, which every budget pays."
+                        if fixed else "."))
     shown = budget[["E", "trials_at_E", "best_group_acc_at_E", "best_group_best_so_far", "marginal_gain_best_group",
                     "mean_trial_acc_at_E", "mean_trial_best_so_far", f"cumulative_{d.compute}"]].copy()
-    shown.columns = ["E", "trials", "best group: acc at E", "best group: best-so-far", "gain of epoch E (pp)",
-                     "average trial: acc at E", "average trial: best-so-far", f"{compute_name} to E"]
-    shown["gain of epoch E (pp)"] = shown["gain of epoch E (pp)"] * 100
-    for c in shown.columns[2:]:
-        shown[c] = shown[c].map(fmt_num)
+    shown.columns = ["E", "trials", "best group: acc at E %", "best group: best-so-far %", "gain of epoch E (pp)",
+                     "average trial: acc at E %", "average trial: best-so-far %",
+                     f"{compute_name} to E" + (" (with the feature pass)" if fixed else "")]
+    for c in shown.columns[2:7]:
+        shown[c] = shown[c].map(fmt_pct)
+    shown[shown.columns[-1]] = shown[shown.columns[-1]].map(fmt_num)
     parts = [paragraph(chose), bullets(facts), figure("tradeoff", caption, "accuracy against epoch budget"),
              table(shown.astype(str))]
     files = {"tradeoff.csv": csv_bytes(budget), "tradeoff.png": png}
@@ -127,15 +158,25 @@ def tradeoff_section(d: RunData) -> Section:
         base, why = tradeoff.choose_baseline(d.groups, d.gcols, d.first_config, d.baseline)
         comp = tradeoff.compare_to_baseline(d.groups, base, d.trials)
         by = "mean validation accuracy" if split == "validation" else "mean best test accuracy"
+        median = ("the median group" if len(d.groups) % 2 else
+                  f"the upper of the two middle groups of {len(d.groups)}, as there is no single median")
         text = (f"Tuned vs baseline: the best group (highest {by}) against the baseline, {why}"
-                + (f": {base}" if base else "") + f", and against the median group (the lower median by {by}). "
+                + (f": {base}" if base else "") + f", and against the median group ({median} by {by}). "
                 "Accuracies are test accuracies" + (" at the epoch chosen on validation" if split == "validation"
-                                                    else "") + ". Δ = best minus reference, per trial, means across "
-                "seeds" + (", from every trial of the run (search and confirm phases alike)"
-                           if tradeoff.PHASE_COLUMN in d.trials else "") + ".")
-        shown = comp.drop(columns="note")
+                                                    else "") + ", in percent; Δ = best minus reference, per trial, "
+                "means across seeds" + (", from every trial of the run (search and confirm phases alike)"
+                                        if tradeoff.PHASE_COLUMN in d.trials else "")
+                + "; seconds" + (" and GPU-seconds" if d.has_gpu else "") + " count training"
+                + (" and the trial's share of the feature pass" if d.passes is not None else "") + ".")
+        shown = comp.drop(columns="note" if d.has_gpu else ["note", "Δ GPU-seconds / trial"])
         for c in shown.columns[3:]:
-            shown[c] = shown[c].map(fmt_num)
+            if "acc" in c:
+                shown[c] = shown[c].map(fmt_pct)
+            else:
+                shown[c] = shown[c].map(fmt_num)
+        shown = shown.rename(columns={"best acc (best)": "best group acc %", "best acc (reference)":
+                                      "reference acc %", "Δ best acc": "Δ best acc (pp)",
+                                      "Δ final acc": "Δ final acc (pp)"})
         parts += [paragraph(text), table(shown.astype(str))]
         parts += [note(n) for n in comp["note"] if n]
         files["comparison.csv"] = csv_bytes(comp)
@@ -145,17 +186,23 @@ def tradeoff_section(d: RunData) -> Section:
 def pareto_section(d: RunData) -> Section:
     front = d.trials["pareto"]
     marks = {"best group": d.groups.loc[d.groups[rank_column(d.groups)].idxmax(), "group"]}
-    png, caption = plots.plot_pareto(d.trials, front, d.compute, marks)
-    cols = ["trial_id", "group", d.compute, "best_test_acc", "best_acc_epoch", "epochs", "stop_reason"]
+    png, caption = plots.plot_pareto(d.trials, front, d.compute, marks, d.passes is not None)
+    cols = ["trial_id", "group", d.compute, *seconds_columns(d), "best_test_acc", "best_acc_epoch", "epochs",
+            "stop_reason"]
     cols = list(dict.fromkeys(c for c in cols if c in d.trials))
     pf = d.trials.loc[front, cols].sort_values(d.compute)
     shown = pf.copy()
-    shown[d.compute] = shown[d.compute].map(fmt_num)
-    shown["best_test_acc"] = shown["best_test_acc"].map(fmt_num)
+    for c in [d.compute, *seconds_columns(d)]:
+        if c in shown:
+            shown[c] = shown[c].map(fmt_num)
+    shown["best_test_acc"] = shown["best_test_acc"].map(fmt_pct)
     shown, note = top_rows(shown.assign(_acc=pf["best_test_acc"]), "_acc")
-    text = (f"{len(pf)} of {len(d.trials)} trials are on the Pareto front of best accuracy against "
-            f"{COMPUTE_NAMES[d.compute]} (no other trial is at least as accurate for less compute).")
-    if d.compute == "total_seconds":
+    shown = shown.rename(columns={d.compute: COMPUTE_NAMES[d.compute] + (" (all)" if d.passes is not None else ""),
+                                  **seconds_columns(d), "best_test_acc": "best test acc %",
+                                  "best_acc_epoch": "epoch of best", "stop_reason": "stop reason"})
+    text = (f"{len(pf)} of {len(d.trials)} trials are on the Pareto front of best accuracy against compute, "
+            f"{compute_phrase(d)}: no other trial is at least as accurate for less compute.")
+    if d.compute == "compute_seconds":
         text += " No trial held a GPU share, so compute is wall-clock seconds."
     return section("Pareto front: accuracy against compute", [paragraph(text), figure("pareto", caption),
                                                                table(shown.drop(columns="_acc").astype(str), note)],
@@ -178,8 +225,8 @@ def isolation_section(d: RunData) -> Section | None:
     iso = tradeoff.isolation(d.groups, d.gcols)
     png, caption = plots.plot_isolation(iso, d.groups, d.gcols)
     best = iso.loc[iso.groupby("param", sort=False)["best_group_acc"].idxmax()]
-    items = [f"{r.param}: best at {r.value} ({fmt_num(r.best_group_acc)}; range over values "
-             f"{fmt_num(iso.loc[iso.param == r.param, 'best_group_acc'].min())}–{fmt_num(r.best_group_acc)})"
+    items = [f"{r.param}: best at {r.value} ({fmt_pct(r.best_group_acc, True)}; range over values "
+             f"{fmt_pct(iso.loc[iso.param == r.param, 'best_group_acc'].min())}–{fmt_pct(r.best_group_acc, True)})"
              for r in best.itertuples()]
     return section("Isolation plots per hyperparameter", [bullets(items), figure("isolation", caption)],
                    {"isolation.csv": csv_bytes(iso), "isolation.png": png})
@@ -199,16 +246,20 @@ def audit_section(d: RunData) -> Section | None:
         f"{fmt_num(f['compute_saved'])} {name} against running them to the full budget "
         f"({fmt_num(f['saved_share'] * 100, 3)}% of what the sweep would have used; an estimate: epochs not run x the "
         "trial's mean epoch time).",
-        f"Winner: {f['winner']} ({f['winner_group']}), best accuracy {fmt_num(f['winner_best'])}.",
+        f"Winner: {f['winner']} ({f['winner_group']}), best accuracy {fmt_pct(f['winner_best'], True)}.",
         f"{f['ahead']} stopped trial(s) were ahead of the winner's best-so-far accuracy at their stopping epoch"
         + (" (the scheduler may have stopped a trial that was leading)." if f["ahead"] else "."),
-        f"The best stopped trial reached {fmt_num(f['stopped_max_best'])} before it was stopped.",
+        f"The best stopped trial reached {fmt_pct(f['stopped_max_best'], True)} before it was stopped.",
     ]
     shown = audit[["trial_id", "group", "stop_reason", "stop_epoch", "budget", "best_so_far_at_stop",
                    "winner_best_so_far_at_stop", "gap_to_winner", "epochs_saved"]].copy()
     shown, note = top_rows(shown, "gap_to_winner")
     for c in ("best_so_far_at_stop", "winner_best_so_far_at_stop", "gap_to_winner"):
-        shown[c] = shown[c].map(fmt_num)
+        shown[c] = shown[c].map(fmt_pct)
+    shown = shown.rename(columns={"stop_reason": "stop reason", "stop_epoch": "stopped after epoch",
+                                  "best_so_far_at_stop": "its best-so-far %", "winner_best_so_far_at_stop":
+                                  "winner's best-so-far then %", "gap_to_winner": "gap to winner (pp)",
+                                  "epochs_saved": "epochs saved"})
     return section("Early-stopping audit", [bullets(items), figure("audit", caption), table(shown.astype(str), note)],
                    {"audit.csv": csv_bytes(audit), "audit.png": png})
 
@@ -222,17 +273,18 @@ def trials_section(d: RunData) -> Section:
     t["stop reason"] = tr["stop_reason"].map(lambda v: "" if pd.isna(v) else str(v))
     by_val = chosen_on(tr) == "validation"
     if by_val:  # the validation number that chose the epoch, beside the test number reported there
-        t["best val acc"] = tr["best_val_acc"].map(fmt_num)
-    for name in ("acc", "loss"):
+        t["best val acc %"] = tr["best_val_acc"].map(fmt_pct)
+    for name, fmt in (("acc", fmt_pct), ("loss", fmt_num)):
         best, epoch = tr[f"best_test_{name}"], tr[f"best_{name}_epoch"]
-        title = f"test {name} at val-chosen epoch (epoch)" if by_val else f"best {name} (epoch)"
-        t[title] = [f"{fmt_num(v)} ({fmt_num(e)})" for v, e in zip(best, epoch)]
+        unit = " %" if name == "acc" else ""
+        title = f"test {name}{unit} at val-chosen epoch (epoch)" if by_val else f"best {name}{unit} (epoch)"
+        t[title] = [f"{fmt(v)} ({fmt_num(e)})" for v, e in zip(best, epoch)]
     t["epochs to 95/99/100%"] = [f"{fmt_num(a)}/{fmt_num(b)}/{fmt_num(c)}" for a, b, c in
                                  zip(tr["epochs_to_95pct"], tr["epochs_to_99pct"], tr["epochs_to_100pct"])]
     for c in [c for c in tr if c.startswith("final_test_acc")]:
-        t[c.replace("final_test_acc", "final acc").replace("_", " ")] = tr[c].map(fmt_num)
-    t["seconds"] = tr["total_seconds"].map(fmt_num)
-    t["GPU-seconds"] = tr["gpu_seconds"].map(fmt_num)
+        t[c.replace("final_test_acc", "final acc").replace("_", " ") + " %"] = tr[c].map(fmt_pct)
+    for col, title in seconds_columns(d).items():
+        t[title] = tr[col].map(fmt_num)
     parts = [paragraph(f"Best epochs are {choice_phrase(d.trials)}.")] if chosen_on(d.trials) != "test" else []
     return section("Trials", parts + [table(t.astype(str), shown_note)], {"trials.csv": csv_bytes(d.trials)})
 
@@ -266,8 +318,8 @@ def compare_section(d: RunData) -> Section | None:
         rows.append({"run": n, "trials": len(r.trials), "groups": len(r.groups),
                      "best group": relabel[(n, best["group"])],
                      "best acc (mean)": best["best_test_acc_mean"], "epochs run (total)": int(r.trials["epochs"].sum()),
-                     "seconds (total)": r.trials["total_seconds"].sum(),
-                     "GPU-seconds (total)": r.trials["gpu_seconds"].sum()})
+                     "seconds (total)": r.trials["compute_seconds"].sum() + _orphan(r, "seconds"),
+                     "GPU-seconds (total)": r.trials["compute_gpu_seconds"].sum() + _orphan(r, "gpu_seconds")})
     summary = pd.DataFrame(rows)
     delta = {"run": f"Δ ({names['a']} − {names['b']})", "trials": rows[0]["trials"] - rows[1]["trials"],
              "groups": rows[0]["groups"] - rows[1]["groups"], "best group": ""}
@@ -276,21 +328,37 @@ def compare_section(d: RunData) -> Section | None:
     summary = pd.concat([summary, pd.DataFrame([delta])], ignore_index=True)
     png, caption = plots.plot_compare({n: r.curves for n, r in runs.items()}, {n: r.groups for n, r in runs.items()},
                                       {k: v for k, v in relabel.items()})
-    shown = summary.copy()
-    for c in ("best acc (mean)", "seconds (total)", "GPU-seconds (total)"):
-        shown[c] = shown[c].map(fmt_num)
+    gpu = d.has_gpu or o.has_gpu
+    shown = summary.copy() if gpu else summary.drop(columns="GPU-seconds (total)")
+    shown["best acc (mean)"] = shown["best acc (mean)"].map(fmt_pct)
+    for c in ("seconds (total)", "GPU-seconds (total)"):
+        if c in shown:
+            shown[c] = shown[c].map(fmt_num)
+    shown = shown.rename(columns={"best acc (mean)": "best acc % (mean)"})
     g = both.sort_values("best_test_acc_mean", ascending=False, kind="stable").head(MAX_TABLE_ROWS)
     gshow = pd.DataFrame({"run": g["run"], "group": g["group"], "n_seeds": g["n_seeds"],
-                          "best acc": [fmt_pm(m, s) for m, s in zip(g["best_test_acc_mean"], g["best_test_acc_std"])],
-                          "epoch of best": g["best_acc_epoch_mean"].map(fmt_num),
-                          "GPU-seconds": g["gpu_seconds_mean"].map(fmt_num),
-                          "seconds": g["total_seconds_mean"].map(fmt_num)})
-    note = f"The {len(gshow)} best of {len(both)} groups of both runs; compare_groups.csv holds all."
+                          "best acc %": [fmt_pct_pm(m, s) for m, s in zip(g["best_test_acc_mean"],
+                                                                          g["best_test_acc_std"])],
+                          "epoch of best": g["best_acc_epoch_mean"].map(lambda v: fmt_pm(v, None, 1)),
+                          "seconds": g["compute_seconds_mean"].map(fmt_num)})
+    if gpu:
+        gshow["GPU-seconds"] = g["compute_gpu_seconds_mean"].map(fmt_num)
+    note = (f"The {len(gshow)} best of {len(both)} groups of both runs; compare_groups.csv holds all. Seconds count "
+            "training and the feature pass where a run had one" + ("" if gpu else "; neither run held a GPU, so "
+                                                                   "there are no GPU-seconds") + ".")
     return section(f"Comparison with {o.name}", [
         paragraph(f"This run ({names['a']}, {d.run_dir}) against {names['b']} ({o.run_dir})."),
         table(shown.astype(str)), figure("compare", caption), table(gshow.astype(str), note)],
         {"compare.csv": csv_bytes(summary), "compare_groups.csv": csv_bytes(both), "compare.png": png})
 
+
+
+def _orphan(r: RunData, column: str) -> float:
+    """Feature-pass compute of RUN r that no trial was charged with (a pass whose trials left no logs)."""
+    if r.passes is None:
+        return 0.0
+    charged = r.trials["feature_seconds" if column == "seconds" else "feature_gpu_seconds"].sum()
+    return max(float(r.passes[column].sum()) - float(charged), 0.0)
 
 
 def _signed(v: float) -> str:
@@ -331,13 +399,13 @@ def headline(d: RunData) -> Section | None:
                  + {"validation": "on validation", "test": "on the test set",
                     "mixed": "on validation where the trial has it, else on the test set"}[h["chosen_on"]]
                  + "; CI = Welch two-sample t interval of that difference; epochs = mean epochs run per trial, "
-                 f"compute = mean {COMPUTE_NAMES[d.compute]} per trial, winner over baseline.")
+                 f"compute = mean {compute_phrase(d)} per trial, winner over baseline.")
     parts, files = [note(line), paragraph(text)], {}
     if confirm and "per_seed" in h:
         seeds = h["per_seed"]
         shown = pd.DataFrame({"seed": seeds[SEED_COLUMN].map(format_value) if SEED_COLUMN in seeds else "",
-                              "baseline test acc": seeds["baseline_test_acc"].map(fmt_num),
-                              "winner test acc": seeds["winner_test_acc"].map(fmt_num)})
+                              "baseline test acc %": seeds["baseline_test_acc"].map(fmt_pct),
+                              "winner test acc %": seeds["winner_test_acc"].map(fmt_pct)})
         parts.append(table(shown.astype(str), "confirm.csv holds these numbers with each trial and chosen epoch."))
         files["confirm.csv"] = csv_bytes(seeds)
     return section("Tuned vs baseline", parts, files)

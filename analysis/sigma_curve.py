@@ -6,7 +6,8 @@ For a deformed-STN run over several σ (`python sweeps/stn_deformed.py --sigma 0
 transformer and σ, the final-epoch test accuracy per deformation type (mean and std across seeds), and the digit
 ink that stays in the 28×28 frame after elastic deformation (from RUN_DIR/deformations.csv, written by the sweep).
 Final-epoch accuracy, not the best epoch, so no epoch is chosen on the test set. The report includes this section
-whenever config/sigma takes more than one value.
+whenever config/sigma takes more than one value. The page shows accuracy in percent; sigma_curve.csv keeps
+fractions.
 """
 from __future__ import annotations
 
@@ -62,17 +63,17 @@ def plot_sigma_curve(table: pd.DataFrame) -> bytes:
     for k, kind in enumerate(kinds):
         rows = table if kind is None else table[table["transformer"] == kind]
         for i, col in enumerate(variants):
-            mean, std = rows[f"{col}_mean"].to_numpy(), rows[f"{col}_std"].fillna(0).to_numpy()
+            mean, std = rows[f"{col}_mean"].to_numpy() * 100, rows[f"{col}_std"].fillna(0).to_numpy() * 100
             ax.plot(rows["sigma"], mean, styles[k % len(styles)], marker="o", color=f"C{i}",
                     label=f"{col.removeprefix('test_acc/')}" + (f" ({kind})" if kind else ""))
-            ax.fill_between(rows["sigma"], np.clip(mean - std, 0, 1), np.clip(mean + std, 0, 1), color=f"C{i}",
+            ax.fill_between(rows["sigma"], np.clip(mean - std, 0, 100), np.clip(mean + std, 0, 100), color=f"C{i}",
                             alpha=0.12)
     ax.set_xscale("symlog", linthresh=1)
     ticks = sorted(table["sigma"].unique())
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
     ax.set_xlabel("elastic σ (pixels)")
-    ax.set_ylabel("final test accuracy")
-    ax.set_ylim(0, 1)
+    ax.set_ylabel("final test accuracy (%)")
+    ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ink = table.drop_duplicates("sigma")
@@ -84,8 +85,7 @@ def plot_sigma_curve(table: pd.DataFrame) -> bytes:
     ax_ink.set_ylim(0, max(1.05, float(np.nanmax(ink["ink_in_frame"])) + 0.02) if ink["ink_in_frame"].notna().any()
                     else 1.05)
     ax_ink.grid(alpha=0.3)
-    fig.suptitle(TITLE)
-    return _png(fig)
+    return _png(fig)  # no title: the section heading and the caption say what it shows
 
 
 def sigma_curve_section(df: pd.DataFrame, run_dir: Path) -> render.Section | None:
@@ -93,7 +93,12 @@ def sigma_curve_section(df: pd.DataFrame, run_dir: Path) -> render.Section | Non
     curve = sigma_table(df, Path(run_dir))
     if curve is None:
         return None
-    shown = curve[[c for c in curve.columns if not c.endswith("_std")]].round(4).astype(str)
+    shown = curve[[c for c in curve.columns if not c.endswith("_std")]].copy()
+    for c in [c for c in shown.columns if c.startswith("test_acc")]:
+        shown[c] = shown[c].map(render.fmt_pct)
+    shown = shown.rename(columns={c: c.removesuffix("_mean") + " %" for c in shown.columns if c.startswith("test_acc")})
+    shown["ink_in_frame"] = shown["ink_in_frame"].map(lambda v: render.fmt_num(v, 3))
+    shown = shown.astype(str)
     return render.section(TITLE, [render.figure("sigma_curve", CAPTION), render.table(shown)],
                           {"sigma_curve.png": plot_sigma_curve(curve), "sigma_curve.csv": render.csv_bytes(curve)})
 

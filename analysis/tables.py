@@ -209,7 +209,7 @@ def variant_columns(df: pd.DataFrame) -> list[str]:
 
 GROUP_STATS = ["best_test_acc", "best_val_acc", "best_acc_epoch", "best_test_loss", "best_loss_epoch",
                "final_test_acc", "epochs_to_95pct", "epochs_to_99pct", "epochs_to_plateau", "epochs", "total_seconds",
-               "gpu_seconds"]
+               "gpu_seconds", "feature_seconds", "feature_gpu_seconds", "compute_seconds", "compute_gpu_seconds"]
 
 
 def group_summary(trials: pd.DataFrame, gcols: list[str]) -> pd.DataFrame:
@@ -220,12 +220,13 @@ def group_summary(trials: pd.DataFrame, gcols: list[str]) -> pd.DataFrame:
     n = by.size()
     out["n_seeds"] = n
     variant = [c for c in trials if c.startswith(("best_test_acc/", "final_test_acc/"))]
-    stats = trials[GROUP_STATS + variant].apply(pd.to_numeric, errors="coerce").astype(float).groupby(
+    cols = [c for c in GROUP_STATS if c in trials] + variant  # the compute columns come from analysis.run
+    stats = trials[cols].apply(pd.to_numeric, errors="coerce").astype(float).groupby(
         trials["group"], sort=False)
     mean, std, count = stats.mean(), stats.std(), stats.count()
     tq = pd.DataFrame(t975(count.to_numpy(float) - 1), index=count.index, columns=count.columns)
     half = tq * std / np.sqrt(count)
-    for col in GROUP_STATS + variant:
+    for col in cols:
         out[f"{col}_mean"], out[f"{col}_std"], out[f"{col}_ci95"] = mean[col], std[col], half[col]
     out["stopped_early"] = by["stopped_early"].sum()
     out["chosen_on"] = np.where((trials["chosen_on"] == "val").groupby(trials["group"], sort=False).all(), "val",

@@ -8,11 +8,11 @@ is made in hindsight on the test set (optimistic).
 
 - budget_table: for every epoch budget E, the accuracy if training had stopped at E, both at epoch E and
   best-so-far (the best epoch up to E), for the best group and for the average trial, the marginal gain of each
-  extra epoch, and the compute spent up to E.
+  extra epoch, and the compute spent up to E (the feature pass, paid before epoch 1, included).
 - Epochs to plateau: the first epoch whose best-so-far accuracy is within PLATEAU_PP (0.5 percentage points)
   of the final best.
 - compare_to_baseline: the best group against the baseline group and the median group: Δ accuracy, Δ epochs,
-  Δ seconds and Δ GPU-seconds per trial; no Δ against a baseline that did not run its whole epoch budget
+  Δ seconds and Δ GPU-seconds per trial (training + feature-pass share); no Δ against a baseline that did not run its whole epoch budget
   (baseline_unfinished says why).
 - tuned_vs_baseline: the search's headline: the winning configuration against the baseline on the confirm phase's
   trials only (a Welch t interval on the difference of mean test accuracies), or, without a confirm phase, on the
@@ -33,8 +33,9 @@ from analysis.tables import PHASE_COLUMN, PLATEAU_PP, chosen_on, chosen_so_far, 
 
 
 def compute_column(trials: pd.DataFrame) -> str:
-    """GPU-seconds when any trial held a GPU share, else seconds (a CPU-only run has no GPU-seconds)."""
-    return "gpu_seconds" if (trials["gpu_seconds"].fillna(0) > 0).any() else "total_seconds"
+    """The trials table's compute column (training + feature-pass share, analysis.run): GPU-seconds when any trial
+    or feature pass held a GPU share, else seconds (a CPU-only run has no GPU-seconds)."""
+    return "compute_gpu_seconds" if (trials["compute_gpu_seconds"].fillna(0) > 0).any() else "compute_seconds"
 
 
 def plateau_epoch(best_so_far: pd.Series, epochs: pd.Series) -> float:
@@ -54,9 +55,11 @@ def _pick(pick: pd.DataFrame, show: pd.DataFrame) -> tuple[pd.Series, pd.Series]
     return pd.Series(values, index=pick.index), pd.Series(groups, index=pick.index)
 
 
-def budget_table(df: pd.DataFrame, trials: pd.DataFrame, curv: pd.DataFrame, compute: str) -> pd.DataFrame:
+def budget_table(df: pd.DataFrame, trials: pd.DataFrame, curv: pd.DataFrame, compute: str,
+                 fixed: float = 0.0) -> pd.DataFrame:
     """One row per epoch budget E (only trials that reached E count at E). The best group at E is chosen on mean
-    val_acc when every trial has it (and its mean test accuracy shown), else on mean test accuracy."""
+    val_acc when every trial has it (and its mean test accuracy shown), else on mean test accuracy. ``fixed``:
+    compute paid whatever the budget (the feature pass), added to the cumulative compute at every E."""
     acc = curv.pivot(index="epoch", columns="group", values="test_acc_mean")
     bsf = curv.pivot(index="epoch", columns="group", values="test_acc_best_so_far_mean")
     by_val = chosen_on(trials) == "validation" and "val_acc_mean" in curv
@@ -71,7 +74,7 @@ def budget_table(df: pd.DataFrame, trials: pd.DataFrame, curv: pd.DataFrame, com
     rows["bsf"] = chosen_so_far(df, codes)[0]
     # compute of an epoch: its seconds x the trial's GPU share (the per-trial share repeated on its rows)
     per_row = df["epoch_seconds"].to_numpy(float) if "epoch_seconds" in df else np.full(len(df), np.nan)
-    if compute == "gpu_seconds":
+    if compute == "compute_gpu_seconds":
         share = trials.set_index("trial_id")["gpus"].reindex(df["trial_id"].iloc[starts]).to_numpy(float)
         per_row = per_row * share[codes]  # looked up once per trial, not once per row
     rows["compute"] = per_row
@@ -81,7 +84,7 @@ def budget_table(df: pd.DataFrame, trials: pd.DataFrame, curv: pd.DataFrame, com
     # marginal gain of the E-th epoch: what one more epoch of budget adds to the best-so-far accuracy
     out["marginal_gain_best_group"] = out["best_group_best_so_far"].diff()
     out["marginal_gain_mean_trial"] = out["mean_trial_best_so_far"].diff()
-    out[f"cumulative_{compute}"] = by["compute"].sum(min_count=1).cumsum()  # all trials stopped at E
+    out[f"cumulative_{compute}"] = by["compute"].sum(min_count=1).cumsum() + fixed  # all trials stopped at E
     final = out["best_group_best_so_far"].iloc[-1]
     out["share_of_final_best"] = out["best_group_best_so_far"] / final if final else np.nan
     return out.reset_index().rename(columns={"epoch": "E"})
@@ -141,14 +144,14 @@ def baseline_unfinished(trials: pd.DataFrame, group: str | None) -> str | None:
 
 DELTA_STATS = {"best_test_acc_mean": "Δ best acc", "final_test_acc_mean": "Δ final acc",
                "epochs_mean": "Δ epochs run", "best_acc_epoch_mean": "Δ epoch of best",
-               "epochs_to_plateau_mean": "Δ epochs to plateau", "total_seconds_mean": "Δ seconds / trial",
-               "gpu_seconds_mean": "Δ GPU-seconds / trial"}
+               "epochs_to_plateau_mean": "Δ epochs to plateau", "compute_seconds_mean": "Δ seconds / trial",
+               "compute_gpu_seconds_mean": "Δ GPU-seconds / trial"}
 
 
 def compare_to_baseline(groups: pd.DataFrame, baseline: str | None, trials: pd.DataFrame | None = None
                         ) -> pd.DataFrame:
     """The best group (by mean best val_acc, or mean best test accuracy without validation; see rank_column)
-    against the baseline and against the median group. With ``trials``, a baseline whose trials did not all run
+    against the baseline and against the median group (of an even number of groups, the upper middle one). With ``trials``, a baseline whose trials did not all run
     their full budget gets no Δ and no accuracy, and its row's note says why (baseline_unfinished)."""
     key = rank_column(groups)
     ranked = groups.sort_values(key, ascending=False, kind="stable").reset_index(drop=True)
@@ -156,8 +159,11 @@ def compare_to_baseline(groups: pd.DataFrame, baseline: str | None, trials: pd.D
     refs = []
     if baseline is not None:
         refs.append(("baseline", groups.set_index("group").loc[baseline].rename(baseline)))
-    median = ranked.iloc[(len(ranked) - 1) // 2]  # the lower median: an existing group, not an average
-    refs.append(("median group", median.rename(median["group"])))
+    # an existing group, not an average: the middle one by rank, or with an even count the better of the two
+    # middle ones (the row's name says so)
+    median = ranked.iloc[(len(ranked) - 1) // 2]
+    refs.append(("median group" if len(ranked) % 2 else "median group (upper of two)",
+                 median.rename(median["group"])))
     rows = []
     for name, ref in refs:
         ref_group = ref["group"] if "group" in ref else ref.name
@@ -302,7 +308,7 @@ def stop_audit(df: pd.DataFrame, trials: pd.DataFrame, compute: str) -> tuple[pd
     out["gap_to_winner"] = out["best_so_far_at_stop"] - out["winner_best_so_far_at_stop"]
     out["ahead_of_winner"] = out["gap_to_winner"] > 0
     spent = trials[compute].sum()
-    saved = out["gpu_seconds_saved" if compute == "gpu_seconds" else "seconds_saved"].sum()
+    saved = out["gpu_seconds_saved" if compute == "compute_gpu_seconds" else "seconds_saved"].sum()
     facts = {
         "stopped": len(out), "trials": len(trials), "reasons": out["stop_reason"].value_counts().to_dict(),
         "epochs_run": int(trials["epochs"].sum()), "epochs_saved": int(out["epochs_saved"].sum()),

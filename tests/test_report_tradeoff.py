@@ -105,8 +105,8 @@ def test_budget_table_plateau_and_curves(rep):
     assert b.loc[4, "best_group_acc_at_E"] == pytest.approx((0.95 + 1.0 + 0.7) / 3)  # a0 fell back to 0.95
     assert b.loc[4, "marginal_gain_best_group"] == pytest.approx((1.0 - 0.99) / 3)
     assert b.loc[2, "trials_at_E"] == 6 and b.loc[3, "trials_at_E"] == 5
-    assert b.loc[1, "cumulative_gpu_seconds"] == pytest.approx(0.5 * (3 * 10 + 3 * 5 + 2))
-    assert b.loc[4, "cumulative_gpu_seconds"] == pytest.approx(86.0)
+    assert b.loc[1, "cumulative_compute_gpu_seconds"] == pytest.approx(0.5 * (3 * 10 + 3 * 5 + 2))
+    assert b.loc[4, "cumulative_compute_gpu_seconds"] == pytest.approx(86.0)
     md = (rep / "report.md").read_text()
     # plateau: first E within 0.5 pp of the final best (0.8867 - 0.005 <= 0.8833 at E=3)
     assert "epoch 3 of 4" in md

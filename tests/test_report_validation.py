@@ -113,7 +113,7 @@ def test_the_best_group_is_chosen_on_validation(choice_report):
     assert b.loc[4, "best_group_best_so_far"] == pytest.approx(0.81)
     assert b.loc[4, "mean_trial_best_so_far"] == pytest.approx((0.90 + 0.92 + 0.80 + 0.82) / 4)
     md = (choice_report / "report.md").read_text()
-    assert "Best group (chosen on validation): lr=0.01: test accuracy at the val-chosen epoch 0.81" in md
+    assert "Best group (chosen on validation): lr=0.01: test accuracy at the val-chosen epoch 81.0 ± 1.4%" in md
 
 
 def test_the_report_says_validation_chose(choice_report):
@@ -122,7 +122,7 @@ def test_the_report_says_validation_chose(choice_report):
     assert tradeoff.split("\n\n")[1].startswith("Validation chose:")  # the section's first sentence
     assert "Validation chooses, test reports" in md and "Validation chooses, test reports" in page
     assert "hindsight" not in md.split("## ")[0]  # no test-set warning in the intro
-    assert "test acc at val-chosen epoch (epoch)" in md
+    assert "test acc % at val-chosen epoch (epoch)" in md
     assert "tuned vs baseline" not in md  # a grid (no optuna.db, no phase column) gets no headline
 
 
@@ -222,7 +222,7 @@ def test_headline_comes_from_the_confirm_phase_only(tmp_path):
     assert seeds["baseline_test_acc"].tolist() == pytest.approx(base.tolist())
     assert seeds["winner_test_acc"].tolist() == pytest.approx(winner.tolist())
     assert seeds["baseline_epoch"].tolist() == [2, 3, 2] and seeds["winner_epoch"].tolist() == [3, 3, 2]
-    assert "| seed | baseline test acc | winner test acc |" in md and "| 1 | 0.78 | 0.84 |" in md
+    assert "| seed | baseline test acc % | winner test acc % |" in md and "| 1 | 78.0 | 84.0 |" in md
     assert "href='confirm.csv'" in page
 
 
