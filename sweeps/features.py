@@ -14,17 +14,28 @@ shared filesystem, no lock and no cleanup, and the features are small (2,048 flo
 4,096 for VGG19: ~0.2 GB for 12,700 images).
 
     Study(prepare=cached_features, gpu_share=trial_gpu_share, ...)   # the runner calls it once, after Ray starts:
-    extra = cached_features(data, configs, {"cpu": 1, "gpu": 0})   # {"features": {feature_key: ObjectRef}}
+    extra = cached_features(data, configs, {"cpu": 1, "gpu": 0}, args)   # {"features": {feature_key: ObjectRef}}
+
+While the tasks run, the driver shows a progress bar per backbone (sweeps/console.py): each task is a Ray
+generator that yields how far it is every second before it yields its features. Every finished pass is appended
+to RUN_DIR/features.json (images, seconds, GPU share), which the report counts as compute.
 """
 from __future__ import annotations
 
+import datetime
+import json
 import time
+from pathlib import Path
 from typing import Any, Iterable
 
 import ray
 
+from analysis.files import atomic_write
+from sweeps.console import STATUS_EVERY_S, FeatureProgress, label
 from trainables.loop import pick_device, pin_threads
-from trainables.transfer import FeatureSet, TransferConfig, feature_jobs, feature_requests, features_for
+from trainables.transfer import FeatureSet, TransferConfig, feature_jobs, feature_requests, iter_features
+
+FEATURES_FILE = "features.json"  # RUN_DIR/features.json: every feature pass's images, seconds and GPU share
 
 
 def trial_gpu_share(configs: Iterable[TransferConfig]) -> float:
@@ -41,12 +52,28 @@ def feature_gpus(trial_gpus: float) -> float:
     return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 or trial_gpus > 0 else 0.0
 
 
-def _task(key: str, data, train_index, n_test: int, cpus: float, gpus: float) -> FeatureSet:
+PROGRESS_EVERY_S = 1.0  # how often a feature task tells the driver how far it is
+
+
+def _task(key: str, data, train_index, n_test: int, cpus: float, gpus: float):
+    """A Ray generator task: yields (images done, images in all, seconds so far) at most every second, then
+    the FeatureSet, which stays in the object store for the trials."""
+    t0 = time.perf_counter()
     pin_threads(cpus)
-    return features_for(key, data, train_index, n_test, device=pick_device(gpus))
+    last = t0
+    for item in iter_features(key, data, train_index, n_test, device=pick_device(gpus)):
+        if isinstance(item, FeatureSet):
+            yield (len(train_index) + n_test, len(train_index) + n_test, time.perf_counter() - t0)
+            yield item
+            return
+        if time.perf_counter() - last >= PROGRESS_EVERY_S:
+            last = time.perf_counter()
+            yield (*item, last - t0)
 
 
 def cached_features(data, configs, resources: dict[str, float], args=None) -> dict[str, Any]:
+    """Run the feature tasks (a progress bar per backbone while they run), record each pass's seconds in
+    RUN_DIR/features.json (the report's compute counts them), and return the trials' extra arguments."""
     configs = list(configs)
     gpus = feature_gpus(resources["gpu"])
     # The cache key holds the dtype resolved for the device the task will run on (bf16 on CUDA under auto), so
@@ -57,16 +84,54 @@ def cached_features(data, configs, resources: dict[str, float], args=None) -> di
         return {}
     task = ray.remote(_task).options(num_cpus=resources["cpu"], num_gpus=gpus)
     data_ref = ray.put(data)
-    t0 = time.perf_counter()
-    refs = {key: task.remote(key, data_ref, idx, n, resources["cpu"], gpus) for key, (idx, n) in jobs.items()}
-    print(f"features: {len(jobs)} task(s), each {resources['cpu']:g} CPU + {gpus:g} GPU", flush=True)
-    for key, (idx, n) in jobs.items():
-        print(f"features: {key.replace('|', ', ')}: {len(idx)} training + {n} test images, each through the "
-              f"backbone once", flush=True)
+    gens = {key: task.remote(key, data_ref, idx, n, resources["cpu"], gpus) for key, (idx, n) in jobs.items()}
+    print(f"features: {len(jobs)} backbone pass(es), each {resources['cpu']:g} CPU + {gpus:g} GPU; "
+          + "; ".join(f"{label(key)}: {len(idx):,} training + {n:,} test images" for key, (idx, n) in jobs.items()),
+          flush=True)
     # Wait for every task before any trial starts (trials would hold the CPUs the tasks need) and surface a
     # failed one here, once; the trials get the object refs and each fetches only its own backbone's features.
-    for key, ref in refs.items():
-        dim = ray.get(ref).train.shape[1]
-        print(f"features: {key.replace('|', ', ')} ready after {time.perf_counter() - t0:.1f} s ({dim} per image)",
-              flush=True)
+    run_dir = Path(args.out).expanduser().resolve() if getattr(args, "out", None) else None
+    refs: dict[str, Any] = {}
+    last: dict[str, tuple[int, int, float]] = {}
+    with FeatureProgress({key: len(idx) + n for key, (idx, n) in jobs.items()}) as bars:
+        pending = dict(gens)
+        while pending:
+            ready, _ = ray.wait(list(pending.values()), num_returns=1, timeout=STATUS_EVERY_S)
+            for gen in ready:
+                key = next(k for k, g in pending.items() if g is gen)
+                try:
+                    ref = next(gen)
+                except StopIteration:
+                    del pending[key]
+                    continue
+                item = ray.get(ref)
+                if isinstance(item, FeatureSet):
+                    refs[key] = ref
+                    done, total, seconds = last[key]
+                    bars.line(f"features: {label(key)} ready: {total:,} images in {seconds:.1f} s "
+                              f"({total / max(seconds, 1e-9):.0f} images/s, {item.train.shape[1]} per image)")
+                    if run_dir is not None:
+                        record_pass(run_dir, key, total, seconds, gpus)
+                else:
+                    last[key] = item
+                    bars.update(key, item[0], item[2])
+            bars.tick()
     return {"features": {request: refs[key] for request, key in feature_requests(configs, device).items()}}
+
+
+
+def record_pass(run_dir: Path, key: str, images: int, seconds: float, gpus: float) -> None:
+    """Append one finished feature pass to RUN_DIR/features.json (a resumed run that computes the features again
+    appends again: that compute was spent too)."""
+    path = Path(run_dir) / FEATURES_FILE
+    try:
+        passes = json.loads(path.read_text())["passes"]
+    except (OSError, ValueError, KeyError, TypeError):
+        passes = []
+    model, rest = key.split("|", 1)
+    weights, size, dtype = rest.rsplit("|", 2)
+    passes.append({"key": key, "model": model, "weights": weights, "image_size": int(size), "feature_dtype": dtype,
+                   "images": int(images), "seconds": round(seconds, 3), "gpus": gpus,
+                   "gpu_seconds": round(seconds * gpus, 3),
+                   "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
+    atomic_write(path, json.dumps({"passes": passes}, indent=1) + "\n")

@@ -82,7 +82,11 @@ def add_sweep_options(p: argparse.ArgumentParser, name: str) -> None:
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="set any trial config key, also one without a flag, e.g. --set momentum=0.9 (JSON values; "
                         "a list makes a grid axis; repeatable)")
-    g.add_argument("--no-report", action="store_true", help="skip writing RUN_DIR/report at the end")
+    g.add_argument("--no-report", action="store_true",
+                   help="skip writing RUN_DIR/report (at the end, and refreshed while the sweep runs)")
+    g.add_argument("--verbose", action="store_true",
+                   help="show Ray Tune's own output (per-trial boxes, status tables, worker messages) instead of "
+                        "the progress view")
 
 
 # -- flags from dataclass fields ---------------------------------------------------------------------------------

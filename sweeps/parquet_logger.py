@@ -29,6 +29,9 @@ from analysis.files import atomic_path
 METRIC_COLUMNS = ["trial_id", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_seconds", "lr",
                   "compile_seconds",  # a compiled run's first epoch only (null elsewhere)
                   "val_loss", "val_acc"]  # on the held-out validation split (null when val_per_class is 0)
+# A cached-mode transfer trial's feature pass (its cache key) and how many of that pass's images it used, on every
+# row: the report splits the pass's seconds (RUN_DIR/features.json) between trials by these counts.
+FEATURE_COLUMNS = ["feature_key", "feature_images"]
 # Per trial, repeated on its rows: where it stands, why it stopped (completed, diverged, error; schedulers add
 # their own), the last error's message, how many times it failed and was retried, and the CPUs and GPU share it
 # held (null when the runner did not say), so reports can turn epoch seconds into GPU-seconds.
@@ -111,6 +114,9 @@ class ParquetLogger(tune.Callback):
         row: dict[str, Any] = {"trial_id": trial_id, "epoch": int(result["epoch"])}
         for key in METRIC_COLUMNS[2:]:
             row[key] = result.get(key)
+        for key in FEATURE_COLUMNS:
+            if key in result:
+                row[key] = result[key]
         for key, value in sorted(config.items()):
             row[f"config/{key}"] = value
         for key, value in sorted(result.items()):  # per-variant metrics: test_acc/clean, test_loss/zoom, ...
@@ -160,11 +166,11 @@ class ParquetLogger(tune.Callback):
         fields = []
         for name in names:
             values = [r.get(name) for r in rows]
-            if name in ("trial_id", "status", "stop_reason", "error", "phase"):
+            if name in ("trial_id", "status", "stop_reason", "error", "phase", "feature_key"):
                 tp = pa.string()
             elif name in ("epoch", "failures"):
                 tp = pa.int64()
-            elif name in ("cpus", "gpus"):
+            elif name in ("cpus", "gpus", "feature_images"):
                 tp = pa.float64()  # fractional GPU shares (0.25) are common
             elif name.startswith("config/") and name[7:] in self.config_types:
                 tp = self.config_types[name[7:]]

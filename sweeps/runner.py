@@ -79,16 +79,23 @@ class _NoRestoreHint(logging.Filter):
         return "Tuner.restore(" not in record.getMessage()
 
 
-def start_ray(address: str | None):
+def start_ray(address: str | None, verbose: bool = False):
     """Join the cluster at `address`, or start a local Ray whose dashboard (when ray[default] is installed)
-    listens on 127.0.0.1 only: the dashboard can run jobs, so it must not face the network."""
+    listens on 127.0.0.1 only: the dashboard can run jobs, so it must not face the network. Unless `verbose`,
+    Ray's routine output is kept off the terminal (sweeps/console.py)."""
     import ray
+
+    from sweeps.console import filter_worker_output, quiet_ray
 
     logging.getLogger("ray.tune.tune").addFilter(_NoRestoreHint())
     logging.getLogger("ray.tune.execution.tune_controller").addFilter(_OneLineTrialErrors())
+    quiet_ray(verbose)
     if address:
-        return ray.init(address=address, configure_logging=True, logging_level="WARNING")
-    return ray.init(dashboard_host="127.0.0.1", configure_logging=True, logging_level="WARNING")
+        context = ray.init(address=address, configure_logging=True, logging_level="WARNING")
+    else:
+        context = ray.init(dashboard_host="127.0.0.1", configure_logging=True, logging_level="WARNING")
+    filter_worker_output(verbose)
+    return context
 
 
 def run_study(study: Study, argv: list[str] | None = None) -> int:
@@ -294,9 +301,11 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
     from ray import tune
     from ray.tune.search import BasicVariantGenerator
 
+    from sweeps.console import LiveReport, TrialProgress
     from sweeps.parquet_logger import ParquetLogger
 
-    start_ray(args.address)
+    start_ray(args.address, args.verbose)
+    live = None if args.no_report else LiveReport(run_dir)
     try:
         if gpus is None:
             gpus = ((share(plan.configs) if callable(share := study.gpu_share) else share)
@@ -327,11 +336,22 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
                 plan.search, run_dir, metric, study.mode, max(c.epochs for c in plan.configs))
 
         def make_tuner(name: str, param_space: dict, num_samples: int, search_alg, scheduler, stopper, reason,
-                       phase: str | None):
+                       phase: str | None, trials: int):
+            # what the terminal shows: Ray's own output with --verbose, else the progress view (sweeps/console.py)
+            views = [] if args.verbose else [TrialProgress(trials, max(c.epochs for c in plan.configs), metric,
+                                                           study.mode, phase=phase or "trials")]
+            views += [live] if live is not None else []
             if (run_dir / name / "tuner.pkl").exists():
                 for made in recreate_missing_checkpoints(run_dir / name):
                     print(f"note: checkpoint {made} was missing; its trial resumes from an older one")
-                return tune.Tuner.restore(str(run_dir / name), trainable=trainable, resume_errored=True)
+                tuner = tune.Tuner.restore(str(run_dir / name), trainable=trainable, resume_errored=True)
+                # The restored run config is the one pickled when the sweep started: keep its Parquet logger (it
+                # carries the run's log settings) and show this driver's views.
+                config = getattr(getattr(tuner, "_local_tuner", None), "get_run_config", lambda: None)()
+                if config is not None:
+                    config.callbacks = [c for c in config.callbacks or [] if isinstance(c, ParquetLogger)] + views
+                    config.verbose = 1 if args.verbose else 0
+                return tuner
             return tune.Tuner(
                 trainable,
                 param_space=param_space,
@@ -344,10 +364,10 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
                     name=name, storage_path=str(run_dir), stop=stopper,
                     # no folder given: the logger writes beside the experiment, wherever RUN_DIR is by then
                     callbacks=[ParquetLogger(config_types=study.config_cls.field_types(), early_stop_reason=reason,
-                                             resources=resources, phase=phase)],
+                                             resources=resources, phase=phase), *views],
                     failure_config=tune.FailureConfig(max_failures=args.max_failures),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=study.keep_checkpoints),
-                    verbose=1,
+                    verbose=1 if args.verbose else 0,
                 ),
             )
 
@@ -359,7 +379,7 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
             if not search_done:
                 write_status(run_dir, "running", trials=total, finished=0)
                 results.append(make_tuner(TUNE_DIR, plan.param_space, plan.num_samples, search_alg, scheduler,
-                                          stopper, early_stop_reason, phase).fit())
+                                          stopper, early_stop_reason, phase, total).fit())
             statuses = _experiment_trials(experiment)
             if confirm is not None and _all_finished(statuses, total, errors_ok=True):
                 points = load_or_choose(run_dir, lambda: confirm_points(
@@ -373,13 +393,15 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
                 space = {**plan.param_space, **{k: tune.choice(sorted({pt[k] for pt in points})) for k in points[0]}}
                 results.append(make_tuner(CONFIRM_DIR, space, len(points),
                                           BasicVariantGenerator(points_to_evaluate=points), None, None, None,
-                                          "confirm").fit())
+                                          "confirm", len(points)).fit())
             elif confirm is not None:
                 total += (confirm[0] + 1) * confirm[1]  # not started: the search did not finish
         except KeyboardInterrupt:
             write_status(run_dir, "interrupted", trials=total)
             raise
     finally:
+        if live is not None:
+            live.stop()  # a refresh still running must not overwrite the final report
         ray.shutdown()
     return _summarize(args, study, run_dir, results, time.perf_counter() - t0, total, metric)
 
@@ -398,6 +420,8 @@ def _stored_points(run_dir: Path) -> list | None:
 
 
 def _summarize(args, study: Study, run_dir: Path, results: list, seconds: float, total: int, metric: str) -> int:
+    from sweeps.console import fmt_metric
+
     # Counted from Tune's final snapshots: after a Ctrl-C, Tune's in-memory trials read TERMINATED once their
     # actors are stopped, while the snapshot keeps what they were (RUNNING, PENDING).
     statuses = [*_experiment_trials(run_dir / TUNE_DIR).values(),
@@ -413,8 +437,8 @@ def _summarize(args, study: Study, run_dir: Path, results: list, seconds: float,
           + (f", {unfinished} did not finish (interrupted)" if interrupted else ""))
     try:
         best = results[0].get_best_result(metric=metric, mode=study.mode, scope="all")
-        print(f"best {metric} over all epochs{' of the search' if len(results) > 1 else ''}: "
-              f"{best.metrics_dataframe[metric].max():.4f} (config {json.dumps(best.config)})")
+        print(f"best {fmt_metric(metric, best.metrics_dataframe[metric].max())} over all epochs"
+              f"{' of the search' if len(results) > 1 else ''} (config {json.dumps(best.config)})")
     except Exception:  # no trial reported anything (all failed), or the search ran before a resume
         pass
     for result in (r for grid in results for r in grid):

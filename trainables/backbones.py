@@ -22,6 +22,7 @@ import collections
 import functools
 import os
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import urlparse
 
 import torch
@@ -198,12 +199,19 @@ class TransferNet(nn.Module):
 
 
 @torch.inference_mode()
-def compute_features(net: TransferNet, images: torch.Tensor, *, device: torch.device,
-                     feature_dtype: str = "auto") -> torch.Tensor:
-    """Head inputs for every image, backbone in eval mode: one forward pass per image, float32 on the CPU.
-    `feature_dtype` (auto, fp32, bf16) and the device set the net's dtype, batch size and layout
-    (`feature_settings`)."""
+def embed_batches(net: TransferNet, images: torch.Tensor, *, device: torch.device,
+                  feature_dtype: str = "auto") -> Iterator[torch.Tensor]:
+    """Head inputs one batch at a time, backbone in eval mode, float32 on the CPU; `feature_dtype` (auto, fp32,
+    bf16) and the device set the net's dtype, batch size and layout (`feature_settings`). One batch at a time so
+    that a caller can report progress between batches."""
     net.compute_dtype, batch_size, net.channels_last = feature_settings(device, feature_dtype)
     net.eval().to(device, memory_format=torch.channels_last if net.channels_last else None)
-    out = [net.embed(images[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(images), batch_size)]
+    for i in range(0, len(images), batch_size):
+        yield net.embed(images[i:i + batch_size].to(device)).float().cpu()
+
+
+def compute_features(net: TransferNet, images: torch.Tensor, *, device: torch.device,
+                     feature_dtype: str = "auto") -> torch.Tensor:
+    """Head inputs for every image (`embed_batches`, concatenated): one forward pass per image."""
+    out = list(embed_batches(net, images, device=device, feature_dtype=feature_dtype))
     return torch.cat(out) if out else torch.empty(0)

@@ -445,9 +445,10 @@ class TuneReporter:
 def fit(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, *, train: Split,
         tests: Mapping[str, Split], epochs: int, batch_size: int, seed: int, device: torch.device,
         reporter: Reporter, inspect: Callable[[nn.Module], dict[str, Any]] | None = None,
-        compile: str = "off", val: Split | None = None) -> None:
+        compile: str = "off", val: Split | None = None, constants: Mapping[str, Any] | None = None) -> None:
     """Train for `epochs`, evaluating every test split (and the validation split `val`, when given: val_loss,
-    val_acc) after each epoch, resuming from `reporter.restore()`.
+    val_acc) after each epoch, resuming from `reporter.restore()`. `constants` go into every epoch's metrics
+    as they are (e.g. which cached features the trial trained on).
 
     The shuffling order of epoch e depends only on (seed, e) (`epoch_generator`), and the RNG state is
     checkpointed, so a trial resumed from epoch k continues as if it had never stopped. On CPU the order is the
@@ -498,7 +499,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, *, t
             if scheduler is not None:
                 scheduler.step()
             metrics = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"], **te,
-                       "epoch_seconds": seconds, "lr": lr}
+                       "epoch_seconds": seconds, "lr": lr, **(constants or {})}
             if compile_seconds is not None and epoch == start + 1:
                 metrics["compile_seconds"] = compile_seconds
             # A NaN or infinite loss never recovers: end the trial (it completes, the sweep goes on) and say why.

@@ -20,13 +20,13 @@ features never mix. Heads always train in float32.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import torch
 from torch import nn
 
 from trainables.backbones import (FEATURE_DTYPES, TransferNet, check_input_size, classification_models,
-                                  compute_features, ensure_weights, feature_settings, load_backbone,
+                                  embed_batches, ensure_weights, feature_settings, load_backbone,
                                   resolve_feature_dtype)
 from trainables.config import ConfigError, SGDConfig
 from trainables.data import MnistData, stratified_split
@@ -86,11 +86,13 @@ class TransferConfig(SGDConfig):
 @dataclass
 class FeatureSet:
     """Head inputs of one (backbone, weights, image size): the sorted training indices it covers, their
-    features, and the features of the first len(test) test images."""
+    features, and the features of the first len(test) test images; `key` is the cache key they were computed
+    for (a trial logs it, so the report can charge it its share of the feature pass)."""
 
     train_index: torch.Tensor
     train: torch.Tensor
     test: torch.Tensor
+    key: str = ""
 
 
 def feature_jobs(data: MnistData, configs: Iterable[TransferConfig],
@@ -116,17 +118,31 @@ def feature_requests(configs: Iterable[TransferConfig], device: torch.device | s
     return {cfg.feature_key: cfg.cache_key(device) for cfg in configs if cfg.backbone_mode == "cached"}
 
 
-def features_for(key: str, data: MnistData, train_index: torch.Tensor, n_test: int,
-                 device: torch.device | None = None) -> FeatureSet:
-    """Run the unique images through one backbone once (eval mode), in the dtype that the cache key names."""
+def iter_features(key: str, data: MnistData, train_index: torch.Tensor, n_test: int,
+                  device: torch.device | None = None) -> Iterator[tuple[int, int] | FeatureSet]:
+    """Run the unique images through one backbone once (eval mode), in the dtype that the cache key names:
+    yields (images done, images in all) after every batch, then the FeatureSet."""
     model, rest = key.split("|", 1)
     weights, size, dtype = rest.rsplit("|", 2)  # a weights PATH may hold any character
     device = device or pick_device(None)
     backbone, dim = load_backbone(model, weights)
     net = TransferNet(backbone, nn.Identity(), int(size), backbone_train=False)
     images = torch.cat([data.train_images[train_index], data.test_images[:n_test]])
-    feats = compute_features(net, images, device=device, feature_dtype=dtype)
-    return FeatureSet(train_index, feats[:len(train_index)], feats[len(train_index):])
+    out: list[torch.Tensor] = []
+    done = 0
+    for batch in embed_batches(net, images, device=device, feature_dtype=dtype):
+        out.append(batch)
+        done += len(batch)
+        yield done, len(images)
+    feats = torch.cat(out) if out else torch.empty(0)
+    yield FeatureSet(train_index, feats[:len(train_index)], feats[len(train_index):], key)
+
+
+def features_for(key: str, data: MnistData, train_index: torch.Tensor, n_test: int,
+                 device: torch.device | None = None) -> FeatureSet:
+    """`iter_features` without the progress."""
+    *_, features = iter_features(key, data, train_index, n_test, device)
+    return features
 
 
 def prepare_features(data: MnistData, configs: Iterable[TransferConfig],
@@ -152,7 +168,7 @@ def train_transfer(config: dict[str, Any], data: MnistData, features: dict[str, 
     idx, val_idx = stratified_split(data.train_labels, cfg.train_per_class, cfg.seed, cfg.val_per_class)
     n_test = cfg.test_limit or len(data.test_labels)
     labels, test_labels = data.train_labels[idx], data.test_labels[:n_test]
-    val = None
+    val, constants = None, {}
     if cfg.backbone_mode == "cached":
         if features is None or cfg.feature_key not in features:
             raise RuntimeError(f"no cached features for {cfg.feature_key}: run through prepare_features first")
@@ -167,6 +183,8 @@ def train_transfer(config: dict[str, Any], data: MnistData, features: dict[str, 
         train, tests = (fs.train[rows], labels), {"test": (fs.test[:n_test], test_labels)}
         if len(val_idx):
             val = (fs.train[torch.searchsorted(fs.train_index, val_idx)], data.train_labels[val_idx])
+        # which feature pass this trial used and how many of its images: its share of that pass's compute
+        constants = {"feature_key": fs.key, "feature_images": float(len(idx) + len(val_idx) + n_test)}
     else:
         backbone, dim = load_backbone(cfg.model, cfg.weights)
         torch.manual_seed(cfg.seed)
@@ -179,4 +197,4 @@ def train_transfer(config: dict[str, Any], data: MnistData, features: dict[str, 
             val = (data.train_images[val_idx], data.train_labels[val_idx])
     optimizer, scheduler = make_sgd(head.parameters(), cfg)
     fit(model, optimizer, scheduler, train=train, tests=tests, epochs=cfg.epochs, batch_size=cfg.batch_size,
-        seed=cfg.seed, device=device, reporter=reporter, compile=cfg.compile, val=val)
+        seed=cfg.seed, device=device, reporter=reporter, compile=cfg.compile, val=val, constants=constants)
