@@ -320,7 +320,8 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
         shared = study.prepare(data, prep_configs, resources, args) if study.prepare is not None else {}
         trainable = tune.with_resources(tune.with_parameters(study.trainable, data=data, **shared), resources)
         print(f"{study.name}: {total} trial(s), {cpus:g} CPU + {gpus:g} GPU each; "
-              f"cluster: {ray.cluster_resources().get('CPU', 0):g} CPU, {ray.cluster_resources().get('GPU', 0):g} GPU")
+              f"cluster: {ray.cluster_resources().get('CPU', 0):g} CPU, {ray.cluster_resources().get('GPU', 0):g} GPU"
+              f"; up to {max(c.epochs for c in plan.configs)} epochs per trial; into {run_dir}")
         if not restoring:  # a resumed sweep keeps its first configuration (Tune ignores a changed space)
             atomic_write(run_dir / "sweep.json", json.dumps({
                 "sweep": study.name, "argv": sys.argv, "args": resolved_args(args), "recipe": plan.recipe,
