@@ -19,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FormatStrFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from analysis.logs import CONFIG_PREFIX, _formatted, format_value, group_labels
 from analysis.tables import PLATEAU_PP, _order_key, choice_phrase, rank_column
@@ -38,6 +38,7 @@ SIZE_SECTION = "Effect of training-set size"
 SHARED_SCALE = 10  # panels share a y axis only while their largest values are within this factor
 LOG_SPAN = 100  # a loss axes whose values span more than this factor goes to a log scale
 PCT = 100  # accuracy is a fraction in the logs, percent on every axis
+TRAIN_LABEL = "dashed: training set"
 
 
 
@@ -95,6 +96,10 @@ def _loss_scale(ax, low: float, high: float, metric: str) -> bool:
     flat); True when it did."""
     if "loss" in metric and low > 0 and high / low > LOG_SPAN:
         ax.set_yscale("log")
+        # 1-2-5 ticks as plain numbers: with decade ticks only, a loss of 2.3 sits below the lowest label
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
         return True
     return False
 
@@ -131,7 +136,7 @@ def plot_curves(curv: pd.DataFrame, groups: pd.DataFrame, metric: str) -> tuple[
     _draw_curves(ax, curv, shown, short, {g: f"C{i % 10}" for i, g in enumerate(shown)}, metric)
     handles, _ = ax.get_legend_handles_labels()
     if metric.replace("test_", "train_") + "_mean" in curv:
-        handles.append(Line2D([], [], color="gray", linestyle="--", label="train (same colour)"))
+        handles.append(Line2D([], [], color="gray", linestyle="--", label=TRAIN_LABEL))
     ax.legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the data
     ax.set(xlabel="epoch", ylabel=_ylabel(metric))
     _loss_scale(ax, *_plotted_range(curv, shown, metric), metric)
@@ -184,7 +189,7 @@ def _plot_curves_by_model(curv: pd.DataFrame, groups: pd.DataFrame, metric: str,
     shown_labels = [lab for lab in palette if lab in on_show]  # palette follows the groups' sorted order
     handles = [Line2D([], [], color=palette[lab], marker="o", markersize=3, label=lab) for lab in shown_labels]
     if metric.replace("test_", "train_") + "_mean" in curv:
-        handles.append(Line2D([], [], color="gray", linestyle="--", label="train (same colour)"))
+        handles.append(Line2D([], [], color="gray", linestyle="--", label=TRAIN_LABEL))
     axes[ncols - 1].legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.subplots_adjust(hspace=0.35, wspace=0.25)  # room for each panel's x label and its own tick labels
     return _png(fig), caption
@@ -310,7 +315,7 @@ def plot_tradeoff(budget: pd.DataFrame, plateau: float, compute: str, by_val: bo
     ax.set(xlabel="epoch budget E", ylabel="test accuracy (%)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", loc="lower right")
+    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)  # under it, off the lines
     ax2.bar(E, budget["marginal_gain_best_group"].fillna(0) * 100, color="C0", alpha=0.7, label="best group")
     ax2.plot(E, budget["marginal_gain_mean_trial"].fillna(0) * 100, color="C1", marker="o", markersize=2,
              label="average trial")
@@ -318,7 +323,7 @@ def plot_tradeoff(budget: pd.DataFrame, plateau: float, compute: str, by_val: bo
     ax2.set(xlabel="epoch budget E", ylabel="gain in best-so-far accuracy from epoch E (pp)")
     ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax2.grid(alpha=0.3)
-    ax2.legend(fontsize="small")
+    ax2.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
     chosen = ("the test accuracy at the epoch up to E with the best validation accuracy" if by_val else
               "the best epoch up to E, chosen on the test set, hence optimistic")
     ranked = "validation" if by_val else "test"
@@ -342,7 +347,9 @@ def plot_pareto(trials: pd.DataFrame, front: pd.Series, compute: str, marks: dic
     fig = _figure(9, 5.5)
     ax = fig.add_subplot()
     x, y = trials[compute].astype(float), trials["best_test_acc"].astype(float) * PCT
-    ax.scatter(x, y, s=6, color="gray", alpha=0.35, linewidths=0, rasterized=len(trials) > 2000, label="trial")
+    many = len(trials) > 500  # thousands of dots need to be small and faint; a few dozen need to be seen
+    ax.scatter(x, y, s=6 if many else 25, color="gray", alpha=0.35 if many else 0.6, linewidths=0,
+               rasterized=len(trials) > 2000, label="trial")
     f = trials[front].sort_values(compute)
     ax.step(f[compute], f["best_test_acc"] * PCT, where="post", color="C3", marker="o", markersize=4,
             label=f"Pareto front ({len(f)} trials)")
@@ -397,6 +404,7 @@ def plot_isolation(iso: pd.DataFrame, groups: pd.DataFrame, gcols: list[str]) ->
     fig = _figure(4.5 * ncols, 3.6 * nrows)
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False).ravel())
     y = groups["best_test_acc_mean"].astype(float) * PCT
+    dot = {"s": 8, "alpha": 0.3} if len(groups) > 500 else {"s": 20, "alpha": 0.5}  # a few groups must be seen
     for ax, col in zip(axes, gcols):
         name = col.removeprefix(CONFIG_PREFIX)
         part = iso[iso["param"] == name]
@@ -410,7 +418,7 @@ def plot_isolation(iso: pd.DataFrame, groups: pd.DataFrame, gcols: list[str]) ->
                            label="top 10 groups")
                 ax.legend(fontsize="x-small")
             else:
-                ax.scatter(num, y, s=8, alpha=0.3, color="gray", linewidths=0, rasterized=rast)
+                ax.scatter(num, y, color="gray", linewidths=0, rasterized=rast, **dot)
                 ax.plot(part["numeric_value"], part["best_group_acc"] * PCT, color="C0", marker="o")
             if num.min() > 0 and num.max() / num.min() > 20:
                 ax.set_xscale("log")
@@ -419,7 +427,7 @@ def plot_isolation(iso: pd.DataFrame, groups: pd.DataFrame, gcols: list[str]) ->
             pos = {v: i for i, v in enumerate(labels)}
             text = _formatted(groups[col])
             xs = np.array([pos.get(v, np.nan) for v in text], dtype=float)
-            ax.scatter(xs, y, s=8, alpha=0.3, color="gray", linewidths=0, rasterized=len(groups) > 2000)
+            ax.scatter(xs, y, color="gray", linewidths=0, rasterized=len(groups) > 2000, **dot)
             ax.plot(range(len(labels)), part["best_group_acc"] * PCT, color="C0", marker="o")
             ax.set_xticks(range(len(labels)), [_short(v, 12) for v in labels],
                           rotation=45 if len(labels) > 6 else 0, fontsize="small")

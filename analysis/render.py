@@ -80,7 +80,10 @@ def html_table(df: pd.DataFrame) -> str:
 
 
 def table(df: pd.DataFrame, note: str = "") -> tuple[str, str]:
-    """(Markdown, HTML) of a text table, with an optional note line under it."""
+    """(Markdown, HTML) of a text table, with an optional note line under it. Columns empty in every row (a 95% CI
+    when every group has one seed) are left out: they only widen the table."""
+    if len(df):
+        df = df.loc[:, [c for c in df.columns if (df[c].astype(str) != "").any()]]
     md, page = markdown_table(df), html_table(df)
     if note:
         md, page = md + f"\n\n{note}", page + f"<p>{html.escape(note)}</p>"
@@ -133,6 +136,15 @@ def fmt_pm(mean, std, places: int | None = None) -> str:
     return f"{mean:,.{d}f}" + ("" if pd.isna(std) else f" ± {std:,.{d}f}")
 
 
+def fmt_column(values, digits: int = 4) -> list[str]:
+    """Numbers of one table column, fixed-point with one number of decimals (``digits`` significant digits of
+    the largest), so that the column reads as one format; empty for missing values."""
+    values = list(values)
+    places = min(3, max(0, digits - 1 - math.floor(math.log10(top)))) if (top := max(
+        (abs(float(v)) for v in values if not pd.isna(v)), default=0.0)) else 0
+    return ["" if pd.isna(v) else f"{v:,.{places}f}" for v in values]
+
+
 def fmt_pct(v, sign: bool = False) -> str:
     """A fraction as percent with one decimal: 0.8123 -> "81.2" (or "81.2%" with ``sign``)."""
     return "" if pd.isna(v) else f"{v * 100:.1f}" + ("%" if sign else "")
@@ -163,8 +175,8 @@ def top_rows(frame: pd.DataFrame, by: str, limit: int = MAX_TABLE_ROWS) -> tuple
 
 
 
-CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;font-size:13px;margin:1em 0}
+CSS = """body{font-family:system-ui,sans-serif;max-width:1280px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;font-size:12px;margin:1em 0}
 th,td{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#f2f2f2}td.n{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
 .wide{overflow-x:auto}img{max-width:100%}figure{margin:1em 0}

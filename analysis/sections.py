@@ -17,8 +17,8 @@ import pandas as pd
 
 from analysis import plots, tradeoff
 from analysis.logs import CONFIG_PREFIX, SEED_COLUMN, format_value, group_columns, group_labels
-from analysis.render import MAX_TABLE_ROWS, Section, bullets, csv_bytes, decimals, figure, fmt_ci, fmt_num, \
-    fmt_pct, fmt_pct_pm, fmt_pm, note, paragraph, section, table, top_rows
+from analysis.render import MAX_TABLE_ROWS, Section, bullets, csv_bytes, decimals, figure, fmt_ci, fmt_column, \
+    fmt_num, fmt_pct, fmt_pct_pm, fmt_pm, note, paragraph, section, table, top_rows
 from analysis.run import RunData
 from analysis.tables import PLATEAU_PP, choice_phrase, chosen_on, rank_column, variant_columns
 
@@ -150,7 +150,7 @@ def tradeoff_section(d: RunData) -> Section:
                      f"{compute_name} to E" + (" (with the feature pass)" if fixed else "")]
     for c in shown.columns[2:7]:
         shown[c] = shown[c].map(fmt_pct)
-    shown[shown.columns[-1]] = shown[shown.columns[-1]].map(fmt_num)
+    shown[shown.columns[-1]] = fmt_column(shown[shown.columns[-1]])
     parts = [paragraph(chose), bullets(facts), figure("tradeoff", caption, "accuracy against epoch budget"),
              table(shown.astype(str))]
     files = {"tradeoff.csv": csv_bytes(budget), "tradeoff.png": png}
@@ -158,10 +158,11 @@ def tradeoff_section(d: RunData) -> Section:
         base, why = tradeoff.choose_baseline(d.groups, d.gcols, d.first_config, d.baseline)
         comp = tradeoff.compare_to_baseline(d.groups, base, d.trials)
         by = "mean validation accuracy" if split == "validation" else "mean best test accuracy"
-        median = ("the median group" if len(d.groups) % 2 else
-                  f"the upper of the two middle groups of {len(d.groups)}, as there is no single median")
+        median = (f"the middle one of the {len(d.groups)} groups ranked by {by}" if len(d.groups) % 2 else
+                  f"of the {len(d.groups)} groups ranked by {by}, the upper of the two middle ones, since an even "
+                  "count has no single median")
         text = (f"Tuned vs baseline: the best group (highest {by}) against the baseline, {why}"
-                + (f": {base}" if base else "") + f", and against the median group ({median} by {by}). "
+                + (f": {base}" if base else "") + f", and against the median group ({median}). "
                 "Accuracies are test accuracies" + (" at the epoch chosen on validation" if split == "validation"
                                                     else "") + ", in percent; Δ = best minus reference, per trial, "
                 "means across seeds" + (", from every trial of the run (search and confirm phases alike)"
@@ -172,6 +173,8 @@ def tradeoff_section(d: RunData) -> Section:
         for c in shown.columns[3:]:
             if "acc" in c:
                 shown[c] = shown[c].map(fmt_pct)
+            elif "seconds" in c:
+                shown[c] = fmt_column(shown[c])
             else:
                 shown[c] = shown[c].map(fmt_num)
         shown = shown.rename(columns={"best acc (best)": "best group acc %", "best acc (reference)":
@@ -187,18 +190,18 @@ def pareto_section(d: RunData) -> Section:
     front = d.trials["pareto"]
     marks = {"best group": d.groups.loc[d.groups[rank_column(d.groups)].idxmax(), "group"]}
     png, caption = plots.plot_pareto(d.trials, front, d.compute, marks, d.passes is not None)
-    cols = ["trial_id", "group", d.compute, *seconds_columns(d), "best_test_acc", "best_acc_epoch", "epochs",
-            "stop_reason"]
+    parts = seconds_columns(d) if d.passes is not None else {}  # without a feature pass, compute is training
+    cols = ["trial_id", "group", d.compute, *parts, "best_test_acc", "best_acc_epoch", "epochs", "stop_reason"]
     cols = list(dict.fromkeys(c for c in cols if c in d.trials))
     pf = d.trials.loc[front, cols].sort_values(d.compute)
     shown = pf.copy()
-    for c in [d.compute, *seconds_columns(d)]:
+    for c in [d.compute, *parts]:
         if c in shown:
-            shown[c] = shown[c].map(fmt_num)
+            shown[c] = fmt_column(shown[c])
     shown["best_test_acc"] = shown["best_test_acc"].map(fmt_pct)
     shown, note = top_rows(shown.assign(_acc=pf["best_test_acc"]), "_acc")
     shown = shown.rename(columns={d.compute: COMPUTE_NAMES[d.compute] + (" (all)" if d.passes is not None else ""),
-                                  **seconds_columns(d), "best_test_acc": "best test acc %",
+                                  **parts, "best_test_acc": "best test acc %",
                                   "best_acc_epoch": "epoch of best", "stop_reason": "stop reason"})
     text = (f"{len(pf)} of {len(d.trials)} trials are on the Pareto front of best accuracy against compute, "
             f"{compute_phrase(d)}: no other trial is at least as accurate for less compute.")
@@ -225,7 +228,8 @@ def isolation_section(d: RunData) -> Section | None:
     iso = tradeoff.isolation(d.groups, d.gcols)
     png, caption = plots.plot_isolation(iso, d.groups, d.gcols)
     best = iso.loc[iso.groupby("param", sort=False)["best_group_acc"].idxmax()]
-    items = [f"{r.param}: best at {r.value} ({fmt_pct(r.best_group_acc, True)}; range over values "
+    items = [f"{r.param}: best at {r.value if np.isnan(r.numeric_value) else fmt_num(r.numeric_value)} "
+             f"({fmt_pct(r.best_group_acc, True)}; range over values "
              f"{fmt_pct(iso.loc[iso.param == r.param, 'best_group_acc'].min())}–{fmt_pct(r.best_group_acc, True)})"
              for r in best.itertuples()]
     return section("Isolation plots per hyperparameter", [bullets(items), figure("isolation", caption)],
@@ -284,7 +288,7 @@ def trials_section(d: RunData) -> Section:
     for c in [c for c in tr if c.startswith("final_test_acc")]:
         t[c.replace("final_test_acc", "final acc").replace("_", " ") + " %"] = tr[c].map(fmt_pct)
     for col, title in seconds_columns(d).items():
-        t[title] = tr[col].map(fmt_num)
+        t[title] = fmt_column(tr[col])
     parts = [paragraph(f"Best epochs are {choice_phrase(d.trials)}.")] if chosen_on(d.trials) != "test" else []
     return section("Trials", parts + [table(t.astype(str), shown_note)], {"trials.csv": csv_bytes(d.trials)})
 

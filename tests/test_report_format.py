@@ -114,7 +114,8 @@ def test_the_median_row_names_the_middle_group_it_uses(figures):
     row = c.loc["best vs median group (upper of two)"]
     assert row["reference group"] == "lr=0.05"
     md = (out / "report.md").read_text()
-    assert "the upper of the two middle groups of 4" in md and "lower median" not in md
+    assert "of the 4 groups ranked by mean best test accuracy, the upper of the two middle ones" in md
+    assert "lower median" not in md
 
 
 def test_figures_carry_no_caption_of_their_own_and_show_percent(figures):
