@@ -14,7 +14,6 @@ import subprocess
 import sys
 import termios
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
