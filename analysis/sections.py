@@ -58,8 +58,10 @@ def groups_section(d: RunData) -> Section:
         mean, std = g[f"{col}_mean"], g[f"{col}_std"]
         if col.endswith("_acc"):
             show[title] = [fmt_pct_pm(m, s) for m, s in zip(mean, std)]
-        else:  # epochs: one decimal; losses and seconds: 4 significant digits of the column's largest mean
-            places = 1 if "epoch" in col else decimals(*mean)
+        else:  # epochs: whole numbers, or one decimal where seeds differ; losses and seconds: 4 significant
+            # digits of the column's largest mean
+            whole = all(float(v).is_integer() for v in [*mean, *std] if not pd.isna(v))
+            places = (0 if whole else 1) if "epoch" in col else decimals(*mean)
             show[title] = [fmt_pm(m, s, places) for m, s in zip(mean, std)]
     for col in [c for c in g if c.startswith(("best_test_acc/", "final_test_acc/")) and c.endswith("_mean")]:
         kind, variant = col.removesuffix("_mean").split("_test_acc/")

@@ -119,9 +119,9 @@ def run_side(side: str, args: argparse.Namespace, out: Path) -> dict:
     tune.TuneConfig, tune.RunConfig = TuneConfig, RunConfig
     start_ray, fit = runner.start_ray, tune.Tuner.fit
 
-    def timed_start_ray(address):
+    def timed_start_ray(address, *more):
         t0 = time.perf_counter()
-        ctx = start_ray(address)
+        ctx = start_ray(address, *more)
         marks["ray_start_s"] = time.perf_counter() - t0
         marks["cluster_cpus"] = ray.cluster_resources().get("CPU", 0)
         return ctx

@@ -314,6 +314,7 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
                 print("note: the cluster has no GPU right now, so trials get none; an autoscaling cluster adds "
                       "GPU workers only when asked: pass --gpus-per-trial (e.g. 1 or 0.25)")
         resources = {"cpu": cpus, "gpu": gpus}
+        epochs = max(getattr(c, "epochs", 0) or 0 for c in plan.configs)  # a trial's budget (0: not an epoch study)
         # a trial no node can ever hold would wait forever
         if note := check_fits(resources, local=not args.address):
             print(note)
@@ -321,7 +322,7 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
         trainable = tune.with_resources(tune.with_parameters(study.trainable, data=data, **shared), resources)
         print(f"{study.name}: {total} trial(s), {cpus:g} CPU + {gpus:g} GPU each; "
               f"cluster: {ray.cluster_resources().get('CPU', 0):g} CPU, {ray.cluster_resources().get('GPU', 0):g} GPU"
-              f"; up to {max(c.epochs for c in plan.configs)} epochs per trial; into {run_dir}")
+              + (f"; up to {epochs} epochs per trial" if epochs else "") + f"; into {run_dir}")
         if not restoring:  # a resumed sweep keeps its first configuration (Tune ignores a changed space)
             atomic_write(run_dir / "sweep.json", json.dumps({
                 "sweep": study.name, "argv": sys.argv, "args": resolved_args(args), "recipe": plan.recipe,
@@ -339,7 +340,7 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
         def make_tuner(name: str, param_space: dict, num_samples: int, search_alg, scheduler, stopper, reason,
                        phase: str | None, trials: int):
             # what the terminal shows: Ray's own output with --verbose, else the progress view (sweeps/console.py)
-            views = [] if args.verbose else [TrialProgress(trials, max(c.epochs for c in plan.configs), metric,
+            views = [] if args.verbose else [TrialProgress(trials, epochs, metric,
                                                            study.mode, phase=phase or "trials")]
             views += [live] if live is not None else []
             if (run_dir / name / "tuner.pkl").exists():

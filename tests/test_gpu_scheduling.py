@@ -58,8 +58,8 @@ def test_transfer_grid_feature_task_holds_the_gpu_and_heads_train_on_cpu_side_by
     proc = run_cli("sweeps/transfer_grid.py", "--data-dir", str(mnist_dir), "--out", str(run), "--epochs", "30",
                    *TINY_TRANSFER, env=ONE_LOGICAL_GPU, timeout=400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "features: 1 task(s), each 1 CPU + 1 GPU" in proc.stdout
-    assert "features: resnet18, none, 32, bf16:" in proc.stdout  # auto on a GPU task: bf16 (Ray's GPU, CPU here)
+    assert "features: 1 backbone pass(es), each 1 CPU + 1 GPU" in proc.stdout
+    assert "features: resnet18, none, 32 px, bf16 ready" in proc.stdout  # auto on a GPU task: bf16 (Ray's GPU, CPU here)
     assert "transfer_grid: 2 trial(s), 1 CPU + 0 GPU each; cluster: 2 CPU, 1 GPU" in proc.stdout
     df = pd.read_parquet(run / "logs")
     assert (df["gpus"] == 0).all() and (df["cpus"] == 1).all() and df["trial_id"].nunique() == 2
