@@ -27,8 +27,10 @@ SEARCH = SearchSpace(
 )
 STUDY = Study(
     name="transfer_search", doc=__doc__, trainable=train_transfer, config_cls=TransferConfig, search=SEARCH,
-    # --smoke-test: 4 trials of up to 4 epochs, random weights, 32 px, 10 images per digit, 200 test images.
-    smoke={"epochs": 4, "weights": "none", "image_size": 32, "train_per_class": 10, "test_limit": 200},
+    # --smoke-test: 4 trials of up to 4 epochs, random weights, 32 px, 10 training and 5 validation images per digit,
+    # 200 test images.
+    smoke={"epochs": 4, "weights": "none", "image_size": 32, "train_per_class": 10, "val_per_class": 5,
+           "test_limit": 200},
     prepare=cached_features, gpu_share=trial_gpu_share,  # cached heads train on CPU
 )
 

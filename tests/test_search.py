@@ -111,8 +111,8 @@ def test_report_on_a_real_smoke_search(smoke_search):
 
 def test_killed_search_resumes_without_duplicates(mnist_dir, tmp_path):
     run = tmp_path / "RUN"
-    args = ["sweeps/stn_search.py", "--data-dir", str(mnist_dir), "--out", str(run), "--num-samples", "6",
-            "--max-concurrent", "2", "--epochs", "6", "--train-per-class", "200", "--test-limit", "2000",
+    args = ["sweeps/stn_search.py", "--data-dir", str(mnist_dir), "--out", str(run), "--num-samples", "5",
+            "--max-concurrent", "2", "--epochs", "5", "--train-per-class", "100", "--test-limit", "1000",
             "--asha", "off", "--confirm", "off", "--no-report"]
     proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
@@ -135,6 +135,6 @@ def test_killed_search_resumes_without_duplicates(mnist_dir, tmp_path):
     time.sleep(2)
     resumed = run_cli(*args, "--resume", timeout=300)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    study, per_trial = check_study_agrees_with_logs(run, 6)
-    assert (per_trial["epochs"] == 6).all() and set(per_trial["stop_reason"]) == {"completed"}
+    study, per_trial = check_study_agrees_with_logs(run, 5)
+    assert (per_trial["epochs"] == 5).all() and set(per_trial["stop_reason"]) == {"completed"}
     assert not any(t.state == optuna.trial.TrialState.RUNNING for t in study.trials)
