@@ -18,7 +18,7 @@ from trainables.transfer import TransferConfig
 
 ONE_LOGICAL_GPU = {"RAY_OVERRIDE_RESOURCES": json.dumps({"GPU": 1})}
 TINY_TRANSFER = ["--models", "resnet18", "--weights", "none", "--image-size", "32", "--sizes", "10",
-                 "--seeds", "0", "1", "--test-limit", "50", "--no-report"]
+                 "--seeds", "0", "1", "--val-per-class", "5", "--test-limit", "50", "--no-report"]
 
 
 def trial_windows(run) -> dict[str, tuple[float, float]]:
