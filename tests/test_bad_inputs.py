@@ -102,8 +102,8 @@ def test_report_into_a_folder_it_cannot_write(tmp_path):
 
 
 # -- through Ray: resume, interrupts, moved and copied runs, a full disk -----------------------------------------
-SWEEP = ["sweeps/stn_mnist.py", "--epochs", "6", "--seeds", "0", "1", "--train-per-class", "200",
-         "--test-limit", "2000"]
+SWEEP = ["sweeps/stn_mnist.py", "--epochs", "6", "--seeds", "0", "1", "--train-per-class", "100",
+         "--test-limit", "1000"]
 
 
 def interrupt(mnist_dir, run: Path, signals: int) -> tuple[subprocess.CompletedProcess, list[str]]:
