@@ -210,6 +210,9 @@ class TrialProgress(tune.Callback):
         self.drawn = 0.0
         self.reported: dict[str, str] = {}  # trial_id → "ended" or "failed", as the end hooks saw it
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "bar": None, "line": None}  # Tune pickles its callbacks with the experiment
+
     @property
     def tty(self) -> bool:
         return is_terminal(self.stream or sys.stdout)
@@ -382,12 +385,19 @@ class LiveReport(tune.Callback):
 
     on_trial_error = on_trial_complete
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "proc": None}  # Tune pickles its callbacks with the experiment
+
     def on_step_end(self, iteration: int, trials: list, **info) -> None:
         if not self.due or time.monotonic() - self.last < self.every_s:
             return
         if self.proc is not None and self.proc.poll() is None:
             return  # the previous rebuild is still at work
         self.due, self.last = False, time.monotonic()
+        try:  # where the run is now (a moved or copied run must not refresh the original's report)
+            self.run_dir = Path(trials[0].storage.experiment_fs_path).parent
+        except (AttributeError, IndexError, TypeError):
+            pass
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             [str(Path(__file__).resolve().parents[1]), *filter(None, [os.environ.get("PYTHONPATH")])])}
         self.proc = subprocess.Popen([sys.executable, "-m", "analysis.report", str(self.run_dir)], env=env,

@@ -126,6 +126,20 @@ def test_live_report_rebuilds_in_another_process_and_says_in_progress(tmp_path):
     assert proc.poll() is not None and live.proc is None
 
 
+def test_live_report_follows_a_moved_run_and_pickles_without_its_process(tmp_path):
+    import pickle
+
+    moved = tmp_path / "moved"
+    write_logs(moved / "logs", [LogTrial("t0", {"lr": 0.1}, [epoch_metrics(0.5)])])
+    live = LiveReport(tmp_path / "original", every_s=0.0)  # the folder the callback was pickled with
+    trial = SimpleNamespace(storage=SimpleNamespace(experiment_fs_path=str(moved / "tune")))
+    live.on_trial_complete(0, [trial], trial)
+    live.on_step_end(0, [trial])
+    assert live.proc.wait(timeout=120) == 0
+    assert (moved / "report" / "index.html").exists() and not (tmp_path / "original").exists()
+    assert pickle.loads(pickle.dumps(live)).proc is None
+
+
 def test_live_report_waits_a_minute_between_refreshes(tmp_path):
     live = LiveReport(tmp_path)  # every 60 s, counted from the start
     live.on_trial_complete(0, [], None)
