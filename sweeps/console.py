@@ -33,8 +33,9 @@ from ray import tune
 from tqdm import tqdm
 
 STATUS_EVERY_S = 30.0  # without a terminal: the longest silence while trials run
-# Worker lines that say nothing a researcher needs: Ray Train's note after every per-epoch checkpoint.
-_CHATTER = ("Checkpoint successfully created at:",)
+# Worker lines that say nothing a researcher needs: Ray Train's notes after every per-epoch checkpoint and when a
+# retried trial restores one (the failure itself is reported).
+_CHATTER = ("Checkpoint successfully created at:", "from checkpoint: Checkpoint(")
 
 
 def is_terminal(stream: TextIO | None = None) -> bool:
@@ -323,7 +324,7 @@ class TrialProgress(tune.Callback):
 
             how = f"failed after {ran} epoch(s): {_last_error_line(trial)}"
         elif result.get("stop_reason"):
-            how = f"ended ({result['stop_reason']}) at epoch {ran} of {budget}"
+            how = f"ended ({result['stop_reason']}) at epoch {ran}" + (f" of {budget}" if budget else "")
         elif ran < budget:
             how = f"stopped early at epoch {ran} of {budget}"
         else:

@@ -19,7 +19,7 @@ class FaultConfig(TrialConfig):
     seed: int = 0
 
 
-def test_exceptions_retry_then_record_and_divergence_stops(tmp_path):
+def test_exceptions_retry_then_record_and_divergence_stops(tmp_path, capfd):
     attempts_dir = str(tmp_path / "attempts")
 
     # Defined here, not at module level: Ray ships a local function by value (tests/ is not importable there).
@@ -54,6 +54,11 @@ def test_exceptions_retry_then_record_and_divergence_stops(tmp_path):
                   defaults={"mode": ["ok", "raise", "diverge"]}, load_data=lambda data_dir: None)
     code = run_study(study, ["--out", str(tmp_path / "run"), "--max-failures", "1", "--no-report"])
     assert code == 1  # one trial failed for good; the sweep still ran the others to the end
+    out = capfd.readouterr()
+    said = [line for line in (out.out + out.err).splitlines() if line.startswith("trial ")]
+    assert sorted(said)[1].startswith("trial 00001 failed after 1 epoch(s): RuntimeError: injected failure"), said
+    assert "ended (diverged) at epoch 1 ·" in sorted(said)[2], said
+    assert "Traceback" not in out.out + out.err and "from checkpoint: Checkpoint(" not in out.out + out.err
 
     df = pd.read_parquet(tmp_path / "run" / "logs")
     by_mode = {mode: g.sort_values("epoch") for mode, g in df.groupby("config/mode")}
