@@ -66,7 +66,8 @@ from trainables.data import MNIST_MEAN, MNIST_STD, MnistData, load_mnist
 from trainables.errors import UserError
 from trainables.loop import MemoryReporter, fit, make_sgd, pick_device
 from trainables.models import build_stn
-from trainables.transfer import FeatureSet, TransferConfig, feature_jobs, prepare_features, train_transfer
+from trainables.transfer import (FeatureSet, TransferConfig, feature_jobs, prepare_features, split_feature_key,
+                                 train_transfer)
 
 from stn_epoch import tutorial_epoch  # benchmarks/stn_epoch.py (this script's folder is on sys.path)
 
@@ -171,24 +172,23 @@ def section_features(a: argparse.Namespace, data: MnistData, device: torch.devic
     jobs = feature_jobs(data, grid_configs(a, data), device)
     out: dict[str, Any] = {"backbones": {}, "targets": []}
     for key, (idx, n_test) in jobs.items():
-        name, rest = key.split("|", 1)
-        weights, size, dtype = rest.rsplit("|", 2)
+        name, weights, size, dtype = split_feature_key(key)
         images = torch.cat([data.train_images[idx], data.test_images[:n_test]])
         say(f"  {name}: {len(images):,} images at {size} px, {dtype}: the project's pass, then the limit")
         backbone, _ = load_backbone(name, weights)
-        net = TransferNet(backbone, nn.Identity(), int(size), backbone_train=False)  # as features_for builds it
+        net = TransferNet(backbone, nn.Identity(), size, backbone_train=False)  # as features_for builds it
         # Warm: the CUDA context, the weights on the device, cuDNN's kernels for the full batch.
         compute_features(net, images[:256 if device.type == "cuda" else 8], device=device, feature_dtype=dtype)
         t0 = time.perf_counter()
         feats = compute_features(net, images, device=device, feature_dtype=dtype)  # ends on the host: synced
         project_s = time.perf_counter() - t0
         project = len(images) / project_s
-        limit = limit_img_s(net.features, len(images), int(size), device)
+        limit = limit_img_s(net.features, len(images), size, device)
         row = {"images": len(images), "feature_dim": feats.shape[1], "dtype": dtype, "project_s": project_s,
                "project_img_s": project, "limit_img_s": limit, "ratio": project / limit,
                "project_cudnn_autotune": torch.backends.cudnn.benchmark}
         if device.type == "cuda":  # how much of the gap cuDNN's autotuning alone explains
-            row["limit_without_autotune_img_s"] = limit_img_s(net.features, len(images), int(size), device,
+            row["limit_without_autotune_img_s"] = limit_img_s(net.features, len(images), size, device,
                                                               autotune=False)
         out["backbones"][name] = row
         out["targets"].append(target(f"{name} feature pass / limit", project / limit, ">=", 0.8, "x"))

@@ -188,8 +188,9 @@ class FeatureProgress:
 
 def label(key: str) -> str:
     """'resnet50|imagenet|224|fp32' → 'resnet50, imagenet, 224 px, fp32'"""
-    model, rest = key.split("|", 1)
-    weights, size, dtype = rest.rsplit("|", 2)
+    from trainables.transfer import split_feature_key
+
+    model, weights, size, dtype = split_feature_key(key)
     return f"{model}, {weights}, {size} px, {dtype}"
 
 

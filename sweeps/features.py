@@ -30,12 +30,12 @@ from typing import Any, Iterable
 
 import ray
 
+from analysis.compute import FEATURES_FILE
 from analysis.files import atomic_write
 from sweeps.console import STATUS_EVERY_S, FeatureProgress, label
 from trainables.loop import pick_device, pin_threads
-from trainables.transfer import FeatureSet, TransferConfig, feature_jobs, feature_requests, iter_features
-
-FEATURES_FILE = "features.json"  # RUN_DIR/features.json: every feature pass's images, seconds and GPU share
+from trainables.transfer import (FeatureSet, TransferConfig, feature_jobs, feature_requests, iter_features,
+                                 split_feature_key)
 
 
 def trial_gpu_share(configs: Iterable[TransferConfig]) -> float:
@@ -56,19 +56,22 @@ PROGRESS_EVERY_S = 1.0  # how often a feature task tells the driver how far it i
 
 
 def _task(key: str, data, train_index, n_test: int, cpus: float, gpus: float):
-    """A Ray generator task: yields (images done, images in all, seconds so far) at most every second, then
-    the FeatureSet, which stays in the object store for the trials."""
+    """A Ray generator task: yields (images done, images in all, seconds so far) at most every second, then once
+    (all, all, seconds, features per image), then the FeatureSet, which stays in the object store for the trials
+    (the driver never fetches it: it knows the item after the last count is the features)."""
     t0 = time.perf_counter()
     pin_threads(cpus)
     last = t0
     for item in iter_features(key, data, train_index, n_test, device=pick_device(gpus)):
         if isinstance(item, FeatureSet):
-            yield (len(train_index) + n_test, len(train_index) + n_test, time.perf_counter() - t0)
+            total = len(train_index) + n_test
+            yield (total, total, time.perf_counter() - t0, item.train.shape[1])
             yield item
             return
-        if time.perf_counter() - last >= PROGRESS_EVERY_S:
+        done, total = item
+        if done < total and time.perf_counter() - last >= PROGRESS_EVERY_S:
             last = time.perf_counter()
-            yield (*item, last - t0)
+            yield (done, total, last - t0)
 
 
 def cached_features(data, configs, resources: dict[str, float], args=None) -> dict[str, Any]:
@@ -92,7 +95,7 @@ def cached_features(data, configs, resources: dict[str, float], args=None) -> di
     # failed one here, once; the trials get the object refs and each fetches only its own backbone's features.
     run_dir = Path(args.out).expanduser().resolve() if getattr(args, "out", None) else None
     refs: dict[str, Any] = {}
-    last: dict[str, tuple[int, int, float]] = {}
+    last: dict[str, tuple] = {}  # each task's latest count
     with FeatureProgress({key: len(idx) + n for key, (idx, n) in jobs.items()}) as bars:
         pending = dict(gens)
         while pending:
@@ -104,20 +107,19 @@ def cached_features(data, configs, resources: dict[str, float], args=None) -> di
                 except StopIteration:
                     del pending[key]
                     continue
-                item = ray.get(ref)
-                if isinstance(item, FeatureSet):
+                if len(last.get(key, ())) == 4:  # after the final count: the features, left in the object store
                     refs[key] = ref
-                    done, total, seconds = last[key]
+                    continue
+                last[key] = item = ray.get(ref)
+                bars.update(key, item[0], item[2])
+                if len(item) == 4:
+                    _, total, seconds, dim = item
                     bars.line(f"features: {label(key)} ready: {total:,} images in {seconds:.1f} s "
-                              f"({total / max(seconds, 1e-9):.0f} images/s, {item.train.shape[1]} per image)")
+                              f"({total / max(seconds, 1e-9):.0f} images/s, {dim} per image)")
                     if run_dir is not None:
                         record_pass(run_dir, key, total, seconds, gpus)
-                else:
-                    last[key] = item
-                    bars.update(key, item[0], item[2])
             bars.tick()
     return {"features": {request: refs[key] for request, key in feature_requests(configs, device).items()}}
-
 
 
 def record_pass(run_dir: Path, key: str, images: int, seconds: float, gpus: float) -> None:
@@ -128,9 +130,8 @@ def record_pass(run_dir: Path, key: str, images: int, seconds: float, gpus: floa
         passes = json.loads(path.read_text())["passes"]
     except (OSError, ValueError, KeyError, TypeError):
         passes = []
-    model, rest = key.split("|", 1)
-    weights, size, dtype = rest.rsplit("|", 2)
-    passes.append({"key": key, "model": model, "weights": weights, "image_size": int(size), "feature_dtype": dtype,
+    model, weights, size, dtype = split_feature_key(key)
+    passes.append({"key": key, "model": model, "weights": weights, "image_size": size, "feature_dtype": dtype,
                    "images": int(images), "seconds": round(seconds, 3), "gpus": gpus,
                    "gpu_seconds": round(seconds * gpus, 3),
                    "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})

@@ -118,15 +118,21 @@ def feature_requests(configs: Iterable[TransferConfig], device: torch.device | s
     return {cfg.feature_key: cfg.cache_key(device) for cfg in configs if cfg.backbone_mode == "cached"}
 
 
+def split_feature_key(key: str) -> tuple[str, str, int, str]:
+    """'resnet50|imagenet|224|fp32' → (model, weights, image size, dtype); a weights PATH may hold any character."""
+    model, rest = key.split("|", 1)
+    weights, size, dtype = rest.rsplit("|", 2)
+    return model, weights, int(size), dtype
+
+
 def iter_features(key: str, data: MnistData, train_index: torch.Tensor, n_test: int,
                   device: torch.device | None = None) -> Iterator[tuple[int, int] | FeatureSet]:
     """Run the unique images through one backbone once (eval mode), in the dtype that the cache key names:
     yields (images done, images in all) after every batch, then the FeatureSet."""
-    model, rest = key.split("|", 1)
-    weights, size, dtype = rest.rsplit("|", 2)  # a weights PATH may hold any character
+    model, weights, size, dtype = split_feature_key(key)
     device = device or pick_device(None)
     backbone, dim = load_backbone(model, weights)
-    net = TransferNet(backbone, nn.Identity(), int(size), backbone_train=False)
+    net = TransferNet(backbone, nn.Identity(), size, backbone_train=False)
     images = torch.cat([data.train_images[train_index], data.test_images[:n_test]])
     out: list[torch.Tensor] = []
     done = 0
