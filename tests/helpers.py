@@ -19,9 +19,12 @@ from typing import Any, Iterable
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# How long a sweep's process may run before a test calls it hung. Generous on purpose: three test files share two
+# cores, so a sweep that takes one minute alone can take four here, and a timeout is only the guard against a hang.
+SWEEP_TIMEOUT = 900
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(*args: str, env: dict | None = None, timeout: float = SWEEP_TIMEOUT) -> subprocess.CompletedProcess:
     """Run a project command (e.g. "sweeps/stn_mnist.py", "--dry-run") from the repository root."""
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})

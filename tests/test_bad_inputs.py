@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from helpers import ROOT, run_cli
+from helpers import ROOT, run_cli, SWEEP_TIMEOUT
 
 
 def one_error_line(proc: subprocess.CompletedProcess, code: int, *needles: str) -> str:
@@ -87,7 +87,7 @@ def test_a_second_driver_is_stopped_by_the_lock_and_a_stale_lock_is_taken_over(m
     assert not (run / "tune").exists()
     # the lock file stays behind after its holder is gone: the next driver takes it over and runs
     (run / ".lock").write_text(json.dumps({"pid": 999999, "host": "gone", "since": "earlier"}))
-    proc = run_cli(*argv, timeout=300)
+    proc = run_cli(*argv, timeout=SWEEP_TIMEOUT)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert len(pd.read_parquet(run / "logs")) == 1
 
@@ -121,7 +121,7 @@ def interrupt(mnist_dir, run: Path, signals: int) -> tuple[subprocess.CompletedP
         for _ in range(signals if alive else 0):
             proc.send_signal(signal.SIGINT)
             time.sleep(0.5)
-        proc.wait(timeout=240)
+        proc.wait(timeout=SWEEP_TIMEOUT)
     done = subprocess.CompletedProcess(proc.args, proc.returncode, out_file.read_text(), err_file.read_text())
     assert alive, f"the sweep ended before it could be interrupted: {done.stdout[-2000:]}{done.stderr[-2000:]}"
     return done, argv
@@ -170,7 +170,7 @@ def test_a_copied_run_resumes_in_the_copy_untouched_original_and_keeps_its_optio
     copy = tmp_path / "COPY"
     shutil.copytree(run, copy, symlinks=True)
     copy_argv = [a if a != str(run) else str(copy) for a in argv]
-    resumed = run_cli(*copy_argv, "--resume", timeout=300)
+    resumed = run_cli(*copy_argv, "--resume", timeout=SWEEP_TIMEOUT)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     each_epoch_once(copy)
     assert digest(run) == before  # not one byte of the original changed
@@ -180,7 +180,7 @@ def test_a_copied_run_resumes_in_the_copy_untouched_original_and_keeps_its_optio
     changed = run_cli(*copy_argv, "--resume", "--epochs", "4")
     one_error_line(changed, 2, "epochs 6 → 4", "--resume continues the sweep as it started")
     again = run_cli("sweeps/stn_mnist.py", "--data-dir", str(copy_argv[copy_argv.index("--data-dir") + 1]),
-                    "--out", str(copy), "--resume", "--no-report", timeout=300)  # no options: the sweep's own
+                    "--out", str(copy), "--resume", "--no-report", timeout=SWEEP_TIMEOUT)  # no options: the sweep's own
     assert again.returncode == 0 and "already finished" in again.stdout, again.stdout[-2000:]
     assert digest(copy / "logs") == logs
 
@@ -193,7 +193,7 @@ def test_ctrl_c_twice_then_a_moved_run_resumes_where_it_is(mnist_dir, tmp_path):
     assert "--resume --out" in proc.stderr
     moved = tmp_path / "MOVED"
     run.rename(moved)
-    resumed = run_cli(*[a if a != str(run) else str(moved) for a in argv], "--resume", timeout=300)
+    resumed = run_cli(*[a if a != str(run) else str(moved) for a in argv], "--resume", timeout=SWEEP_TIMEOUT)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     each_epoch_once(moved)
     assert not run.exists()  # nothing was written to where the run used to be
@@ -216,7 +216,7 @@ def test_a_full_disk_is_one_line_and_the_logs_stay_readable(mnist_dir, tiny_disk
     run = tiny_disk / "RUN"
     proc = run_cli("sweeps/stn_mnist.py", "--data-dir", str(mnist_dir), "--out", str(run), "--seeds", "0",
                    "--epochs", "200", "--train-per-class", "5", "--test-limit", "20", "--max-failures", "0",
-                   "--no-report", timeout=300)
+                   "--no-report", timeout=SWEEP_TIMEOUT)
     line = one_error_line(proc, 1, "No space left on device", "intact", "--resume")
     assert str(run) in line
     if (run / "logs").exists():  # whatever was written is whole

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import pytest
 
 from analysis.runstate import RunLock, write_status
-from helpers import ROOT, LogTrial, epoch_metrics, write_logs
+from helpers import ROOT, LogTrial, epoch_metrics, write_logs, SWEEP_TIMEOUT
 from sweeps.console import FeatureProgress, LiveReport, TrialProgress, drop_chatter, fmt_metric
 
 SIGTERM_TRACE = [
@@ -177,7 +177,7 @@ def _run_in_pty(argv: list[str], timeout: float) -> tuple[int, str]:
 def test_a_sweep_on_a_terminal_shows_the_feature_bar_and_the_trial_view(mnist_dir, tmp_path):
     code, out = _run_in_pty([sys.executable, "sweeps/transfer_grid.py", "--smoke-test", "--data-dir", str(mnist_dir),
                              "--out", str(tmp_path / "run"), "--models", "resnet18", "--sizes", "10",
-                             "--no-report"], timeout=240)
+                             "--no-report"], timeout=SWEEP_TIMEOUT)
     assert code == 0, out[-3000:]
     assert "features resnet18, none, 32 px, fp32" in out  # tqdm's bar, updated in place
     assert "\r" in out and "img/s" in out

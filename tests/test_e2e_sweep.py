@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import pytest
 
-from helpers import run_cli
+from helpers import run_cli, SWEEP_TIMEOUT
 from trainables.loop import STATE_FILE
 
 pytestmark = pytest.mark.slow
@@ -20,7 +20,7 @@ CONTRACT = ["trial_id", "epoch", "train_loss", "train_acc", "test_loss", "test_a
 def smoke_run(mnist_dir, tmp_path_factory):
     run = tmp_path_factory.mktemp("stn") / "RUN"
     proc = run_cli("sweeps/stn_mnist.py", "--smoke-test", "--data-dir", str(mnist_dir), "--out", str(run),
-                   timeout=240)
+                   timeout=SWEEP_TIMEOUT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return run, proc
 
@@ -64,7 +64,7 @@ def test_finished_sweep_is_not_overwritten_and_resume_adds_nothing(smoke_run, mn
     refused = run_cli("sweeps/stn_mnist.py", "--smoke-test", "--data-dir", str(mnist_dir), "--out", str(run))
     assert refused.returncode == 2 and "pass --resume" in refused.stderr
     resumed = run_cli("sweeps/stn_mnist.py", "--smoke-test", "--data-dir", str(mnist_dir), "--out", str(run),
-                      "--resume", "--no-report", timeout=240)
+                      "--resume", "--no-report", timeout=SWEEP_TIMEOUT)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     after = pd.read_parquet(run / "logs")
     assert len(after) == len(before) == 4
@@ -117,7 +117,7 @@ def test_killed_driver_resumes_from_checkpoints_with_each_epoch_once(mnist_dir, 
     state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
     time.sleep(2)  # Ray's own agents notice the dead driver and exit
 
-    resumed = run_cli(*args, "--resume", timeout=240)
+    resumed = run_cli(*args, "--resume", timeout=SWEEP_TIMEOUT)
     out = resumed.stdout + resumed.stderr
     assert resumed.returncode == 0, out[-3000:]
     said = [line for line in out.splitlines() if "unreadable" in line]

@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import pytest
 
-from helpers import run_cli, run_main
+from helpers import run_cli, run_main, SWEEP_TIMEOUT
 from test_transfer import OFFLINE
 
 
@@ -40,7 +40,7 @@ def smoke_grid(mnist_dir, tmp_path_factory):
     """The transfer grid's smoke sweep, run once: (RUN_DIR, its argv, the finished process)."""
     run = tmp_path_factory.mktemp("transfer") / "RUN"
     argv = ["sweeps/transfer_grid.py", "--smoke-test", "--data-dir", str(mnist_dir), "--out", str(run)]
-    proc = run_cli(*argv, timeout=240)
+    proc = run_cli(*argv, timeout=SWEEP_TIMEOUT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return run, argv, proc
 
@@ -77,7 +77,7 @@ def test_a_finished_transfer_run_is_not_recomputed(smoke_grid):
     run, argv, _ = smoke_grid
     logs = sorted((run / "logs").iterdir())
     before = {p.name: p.read_bytes() for p in logs}
-    again = run_cli(*argv, "--resume", "--no-report", timeout=300)
+    again = run_cli(*argv, "--resume", "--no-report", timeout=SWEEP_TIMEOUT)
     assert again.returncode == 0 and "already finished" in again.stdout, again.stdout[-2000:] + again.stderr[-2000:]
     assert "features:" not in again.stdout  # no backbone pass for a run with nothing left to do
     assert {p.name: p.read_bytes() for p in sorted((run / "logs").iterdir())} == before

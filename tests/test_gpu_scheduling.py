@@ -12,7 +12,7 @@ import json
 import pandas as pd
 import pytest
 
-from helpers import run_cli
+from helpers import run_cli, SWEEP_TIMEOUT
 from sweeps import features
 from trainables.transfer import TransferConfig
 
@@ -56,7 +56,7 @@ def test_transfer_grid_feature_task_holds_the_gpu_and_heads_train_on_cpu_side_by
     # 30 epochs: a 1-epoch head trial ends sooner than two actors start on 2 busy cores, so no overlap could show
     run = tmp_path / "run"
     proc = run_cli("sweeps/transfer_grid.py", "--data-dir", str(mnist_dir), "--out", str(run), "--epochs", "30",
-                   *TINY_TRANSFER, env=ONE_LOGICAL_GPU, timeout=400)
+                   *TINY_TRANSFER, env=ONE_LOGICAL_GPU, timeout=SWEEP_TIMEOUT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "features: 1 backbone pass(es), each 1 CPU + 1 GPU" in proc.stdout
     assert "features: resnet18, none, 32 px, bf16 ready" in proc.stdout  # auto on a GPU task: bf16 (Ray's GPU, CPU here)
@@ -70,7 +70,7 @@ def test_transfer_grid_feature_task_holds_the_gpu_and_heads_train_on_cpu_side_by
 def test_stn_trials_share_the_gpu_four_ways(mnist_dir, tmp_path):
     run = tmp_path / "run"
     proc = run_cli("sweeps/stn_mnist.py", "--smoke-test", "--data-dir", str(mnist_dir), "--out", str(run),
-                   "--no-report", env=ONE_LOGICAL_GPU, timeout=400)
+                   "--no-report", env=ONE_LOGICAL_GPU, timeout=SWEEP_TIMEOUT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "stn_mnist: 2 trial(s), 1 CPU + 0.25 GPU each; cluster: 2 CPU, 1 GPU" in proc.stdout
     df = pd.read_parquet(run / "logs")

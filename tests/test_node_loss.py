@@ -11,7 +11,7 @@ import time
 import pandas as pd
 import pytest
 
-from helpers import ROOT
+from helpers import ROOT, SWEEP_TIMEOUT
 
 pytestmark = pytest.mark.slow
 EPOCHS = 8
@@ -51,7 +51,7 @@ def test_worker_killed_mid_trial_resumes_elsewhere(mnist_dir, tmp_path):
                 cluster.remove_node(workers[0], allow_graceful=False)
                 break
         assert killed_at is not None and max(killed_at.values()) < EPOCHS, "the worker must die mid-trial"
-        output, _ = proc.communicate(timeout=240)
+        output, _ = proc.communicate(timeout=SWEEP_TIMEOUT)
     finally:
         if proc.poll() is None:
             proc.kill()

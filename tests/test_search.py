@@ -13,7 +13,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from helpers import ROOT, run_cli
+from helpers import ROOT, run_cli, SWEEP_TIMEOUT
 
 pytestmark = pytest.mark.slow
 PARAMS = ("batch_size", "lr", "lr_step")
@@ -54,7 +54,7 @@ def smoke_search(request, mnist_dir, tmp_path_factory):
     """(script, RUN_DIR) of each search script's smoke test, run once for the tests below."""
     run = tmp_path_factory.mktemp(request.param) / "RUN"
     proc = run_cli(f"sweeps/{request.param}.py", "--smoke-test", "--data-dir", str(mnist_dir), "--out", str(run),
-                   timeout=240)
+                   timeout=SWEEP_TIMEOUT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return request.param, run
 
@@ -133,7 +133,7 @@ def test_killed_search_resumes_without_duplicates(mnist_dir, tmp_path):
         proc.wait()
     assert killed_mid_way and done >= 1
     time.sleep(2)
-    resumed = run_cli(*args, "--resume", timeout=300)
+    resumed = run_cli(*args, "--resume", timeout=SWEEP_TIMEOUT)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     study, per_trial = check_study_agrees_with_logs(run, 5)
     assert (per_trial["epochs"] == 5).all() and set(per_trial["stop_reason"]) == {"completed"}
