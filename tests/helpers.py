@@ -1,6 +1,9 @@
 """Helpers the tests share (import them: `from helpers import run_cli, write_logs`); fixtures stay in conftest.py.
 
 - `run_cli(...)` runs a project command from the repository root in a fresh Python process.
+- `one_error_line(proc, code, *needles)` asserts the promised failure: that exit code, one `error:` line naming
+  every needle, no traceback.
+- `load_study(run)`, `check_study_agrees_with_logs(run, n)`: a search's Optuna study against its logs.
 - `run_main("stn_mnist", ...)` runs a sweep script's own `main(argv)` in this process (the command line's code
   path, without a fresh interpreter's torch and Ray imports), for cases that end before any trial starts.
 - `write_logs(logs_dir, trials)` writes a logs folder through the real `sweeps.parquet_logger.ParquetLogger`,
@@ -30,6 +33,18 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = SWEEP_TIMEOUT)
                           env={**os.environ, **(env or {})})
 
 
+def one_error_line(proc: subprocess.CompletedProcess, code: int, *needles: str) -> str:
+    """The run exited with `code`, printed exactly one `error:` line containing every needle, and no traceback."""
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == code, out[-3000:]
+    assert "Traceback" not in out, out[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr[-3000:]
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    return errors[0]
+
+
 def run_main(script: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """`sweeps/SCRIPT.py ARGS` through the script's main() in this process: exit code and captured output."""
     import contextlib
@@ -45,6 +60,47 @@ def run_main(script: str, *args: str, env: dict | None = None) -> subprocess.Com
         except SystemExit as exit_:  # argparse's own refusals and --help
             code = exit_.code
     return subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())
+
+
+SEARCHED = ("batch_size", "lr", "lr_step")  # what the smoke searches search
+
+
+def load_study(run):
+    """The one Optuna study in RUN_DIR/optuna.db."""
+    import optuna
+
+    storage = f"sqlite:///{run / 'optuna.db'}"
+    names = optuna.get_all_study_names(storage)
+    assert len(names) == 1
+    return optuna.load_study(study_name=names[0], storage=storage)
+
+
+def check_study_agrees_with_logs(run, n_trials):
+    """Every finished Optuna trial of a search's RUN_DIR is exactly one Tune trial of its logs (matched on the searched
+    values), PRUNED where ASHA stopped it, with one intermediate value per logged epoch; returns (study, per trial)."""
+    import optuna
+    import pandas as pd
+
+    study = load_study(run)
+    logs = pd.read_parquet(run / "logs")
+    assert not logs.duplicated(["trial_id", "epoch"]).any()
+    logs = logs[logs["phase"] == "search"]  # the confirm phase's trials are not Optuna's
+    per_trial = logs.groupby("trial_id").agg(**{p: (f"config/{p}", "first") for p in SEARCHED},
+                                             stop_reason=("stop_reason", "first"), epochs=("epoch", "max"))
+    assert len(per_trial) == n_trials == len([t for t in study.trials if t.state.is_finished()
+                                              and t.state != optuna.trial.TrialState.FAIL])
+    expected = {"completed": optuna.trial.TrialState.COMPLETE, "asha": optuna.trial.TrialState.PRUNED}
+    for ot in study.trials:
+        if ot.state == optuna.trial.TrialState.FAIL:
+            continue  # an orphan asked for after Tune's last snapshot (only after a kill)
+        match = per_trial[(per_trial["batch_size"] == ot.params["batch_size"])
+                          & (per_trial["lr"] - ot.params["lr"]).abs().lt(1e-12)
+                          & (per_trial["lr_step"] == ot.params["lr_step"])]
+        assert len(match) == 1, f"Optuna trial {ot.number} {ot.params} has {len(match)} Tune trials"
+        row = match.iloc[0]
+        assert expected[row["stop_reason"]] == ot.state, (ot.number, row["stop_reason"], ot.state)
+        assert sorted(ot.intermediate_values) == list(range(1, row["epochs"] + 1))
+    return study, per_trial
 
 
 @dataclass

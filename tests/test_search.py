@@ -1,52 +1,14 @@
 """Optuna search sweeps through real Ray Tune: the baseline first, ASHA-stopped trials PRUNED in the SQLite study
 and 'asha' in the logs, the report of each smoke search (tradeoff sections, the enqueued baseline, the
-early-stopping audit), and a killed search resumed without duplicate trials."""
+early-stopping audit). A killed search resumed without duplicate trials: test_search_resume.py."""
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
-
-import optuna
 import pandas as pd
 import pytest
 
-from helpers import ROOT, run_cli, SWEEP_TIMEOUT
+from helpers import SEARCHED, check_study_agrees_with_logs, run_cli, SWEEP_TIMEOUT
 
 pytestmark = pytest.mark.slow
-PARAMS = ("batch_size", "lr", "lr_step")
-
-
-def load_study(run):
-    storage = f"sqlite:///{run / 'optuna.db'}"
-    names = optuna.get_all_study_names(storage)
-    assert len(names) == 1
-    return optuna.load_study(study_name=names[0], storage=storage)
-
-
-def check_study_agrees_with_logs(run, n_trials):
-    study = load_study(run)
-    logs = pd.read_parquet(run / "logs")
-    assert not logs.duplicated(["trial_id", "epoch"]).any()
-    logs = logs[logs["phase"] == "search"]  # the confirm phase's trials are not Optuna's
-    per_trial = logs.groupby("trial_id").agg(**{p: (f"config/{p}", "first") for p in PARAMS},
-                                             stop_reason=("stop_reason", "first"), epochs=("epoch", "max"))
-    assert len(per_trial) == n_trials == len([t for t in study.trials if t.state.is_finished()
-                                              and t.state != optuna.trial.TrialState.FAIL])
-    expected = {"completed": optuna.trial.TrialState.COMPLETE, "asha": optuna.trial.TrialState.PRUNED}
-    for ot in study.trials:
-        if ot.state == optuna.trial.TrialState.FAIL:
-            continue  # an orphan asked for after Tune's last snapshot (only after a kill)
-        match = per_trial[(per_trial["batch_size"] == ot.params["batch_size"])
-                          & (per_trial["lr"] - ot.params["lr"]).abs().lt(1e-12)
-                          & (per_trial["lr_step"] == ot.params["lr_step"])]
-        assert len(match) == 1, f"Optuna trial {ot.number} {ot.params} has {len(match)} Tune trials"
-        row = match.iloc[0]
-        assert expected[row["stop_reason"]] == ot.state, (ot.number, row["stop_reason"], ot.state)
-        assert sorted(ot.intermediate_values) == list(range(1, row["epochs"] + 1))
-    return study, per_trial
 
 
 @pytest.fixture(scope="module", params=["stn_search", "transfer_search"])
@@ -77,14 +39,14 @@ def test_smoke_search_prunes_what_asha_stopped(smoke_search):
     # the confirm phase (smoke: 1,2): the best searched configuration by validation and the baseline, on two new
     # seeds each, the whole budget, no early stopping
     confirm = logs[logs["phase"] == "confirm"].groupby("trial_id").agg(
-        **{p: (f"config/{p}", "first") for p in PARAMS}, seed=("config/seed", "first"),
+        **{p: (f"config/{p}", "first") for p in SEARCHED}, seed=("config/seed", "first"),
         stop_reason=("stop_reason", "last"), epochs=("epoch", "max"))
     assert len(confirm) == 4 and sorted(confirm["seed"]) == [1, 1, 2, 2]
     assert (confirm["epochs"] == budget).all() and set(confirm["stop_reason"]) == {"completed"}
     search = logs[logs["phase"] == "search"]
     best_by_val = search.loc[search[search["trial_id"] != base.index[0]]["val_acc"].idxmax()]
-    configs = {tuple(row) for row in confirm[list(PARAMS)].itertuples(index=False)}
-    assert configs == {tuple(baseline[p] for p in PARAMS), tuple(best_by_val[f"config/{p}"] for p in PARAMS)}
+    configs = {tuple(row) for row in confirm[list(SEARCHED)].itertuples(index=False)}
+    assert configs == {tuple(baseline[p] for p in SEARCHED), tuple(best_by_val[f"config/{p}"] for p in SEARCHED)}
 
 
 def test_report_on_a_real_smoke_search(smoke_search):
@@ -107,34 +69,3 @@ def test_report_on_a_real_smoke_search(smoke_search):
     budget = int(logs["config/epochs"].max())
     assert (audit["epochs_saved"] == budget - audit["stop_epoch"]).all()
     assert " failed\n" not in md
-
-
-def test_killed_search_resumes_without_duplicates(mnist_dir, tmp_path):
-    run = tmp_path / "RUN"
-    args = ["sweeps/stn_search.py", "--data-dir", str(mnist_dir), "--out", str(run), "--num-samples", "5",
-            "--max-concurrent", "2", "--epochs", "5", "--train-per-class", "100", "--test-limit", "1000",
-            "--asha", "off", "--confirm", "off", "--no-report"]
-    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 150
-    try:  # kill once some trials have finished and others are mid-way
-        while time.time() < deadline and proc.poll() is None:
-            time.sleep(0.25)
-            try:
-                logs = pd.read_parquet(run / "logs")
-            except Exception:
-                continue
-            done = logs[logs["status"] == "terminated"]["trial_id"].nunique()
-            if done >= 1 and (logs["status"] == "running").any():
-                break
-    finally:
-        killed_mid_way = proc.poll() is None
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    assert killed_mid_way and done >= 1
-    time.sleep(2)
-    resumed = run_cli(*args, "--resume", timeout=SWEEP_TIMEOUT)
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    study, per_trial = check_study_agrees_with_logs(run, 5)
-    assert (per_trial["epochs"] == 5).all() and set(per_trial["stop_reason"]) == {"completed"}
-    assert not any(t.state == optuna.trial.TrialState.RUNNING for t in study.trials)

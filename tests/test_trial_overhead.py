@@ -1,5 +1,6 @@
-"""benchmarks/trial_overhead.py runs both of its sweeps through the real runner and writes its figures; no timing
-is asserted here (the target lives in the benchmark)."""
+"""benchmarks/trial_overhead.py runs its sweep through the real runner and writes its figures; no timing is asserted
+here (the target lives in the benchmark). Only the runner's side runs: the baseline side (a new worker process per
+trial, Tune's default) measures Ray, not this project, and would double the test's time."""
 from __future__ import annotations
 
 import json
@@ -14,19 +15,17 @@ def test_trial_overhead_benchmark_writes_its_figures(mnist_dir, tmp_path):
     out = tmp_path / "overhead.json"
     # one trial at a time (2 CPUs each on this 2-core machine): the runner's side needs one worker process
     done = run_cli("benchmarks/trial_overhead.py", "--trials", "3", "--epochs", "1", "--cpus-per-trial", "2",
-                   "--data-dir", str(mnist_dir), "--json", str(out), timeout=900)
+                   "--no-baseline", "--data-dir", str(mnist_dir), "--json", str(out))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "target: overhead per trial <=" in done.stdout
     figures = json.loads(out.read_text())
     assert figures["trials"] == 3 and figures["target_s"] > 0
-    assert set(figures["sides"]) == {"runner", "baseline"}
+    assert set(figures["sides"]) == {"runner"}
     for side in figures["sides"].values():
         assert side["trials_run"] == 3 and side["epochs_logged"] == 3 * figures["epochs"]
         for key in ("wall_s", "ray_start_s", "compute_s", "until_first_trial_s", "trials_span_s", "teardown_s",
                     "overhead_per_trial_s", "per_trial_once_running_s"):
             assert isinstance(side[key], float), (key, side[key])
-    runner, baseline = figures["sides"]["runner"], figures["sides"]["baseline"]
-    assert runner["reuse_actors"] and not baseline["reuse_actors"]
-    assert runner["worker_processes"] == 1  # trials shared the process
-    assert baseline["worker_processes"] == 3  # one new process per trial
-    assert isinstance(figures["baseline_ratio"], float)
+    runner = figures["sides"]["runner"]
+    assert runner["reuse_actors"]
+    assert runner["worker_processes"] == 1  # the three trials shared one process
