@@ -3,7 +3,8 @@ paragraphs, number formats, CSV bytes, and write_page (index.html, its Markdown 
 
 Number formats, one each: fmt_num (4 significant digits, no exponent from 10,000 up), fmt_pm (mean ± std, both
 fixed-point with the same decimals; `decimals` picks them for a whole column), fmt_pct / fmt_pct_pm / fmt_ci (accuracy, a fraction in the logs and CSVs,
-shown in percent with one decimal). CSVs keep full precision and fractions (CSV_UNITS says so on the page).
+shown in percent with one decimal). CSVs keep full precision and fractions: csv_bytes marks the accuracy columns
+its caller names with FRACTION (" [fraction]") in the header, and CSV_UNITS says so on the page.
 
     from analysis.render import csv_bytes, figure, paragraph, section, table, write_page
     s = section("Title", [paragraph("..."), table(frame), figure("name", "caption")], {"name.png": png})
@@ -21,6 +22,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 import pandas as pd
 
@@ -38,17 +40,25 @@ class Section:
     files: dict[str, bytes | str] = field(default_factory=dict)
 
 
-def csv_bytes(table: pd.DataFrame) -> bytes:
-    """CSV through pyarrow's writer (far faster than pandas' on large tables); pandas for what Arrow cannot type."""
+FRACTION = " [fraction]"  # the header suffix of a CSV column holding accuracies (or their differences) as fractions
+
+
+def csv_bytes(table: pd.DataFrame, fractions: Iterable[str]) -> bytes:
+    """CSV through pyarrow's writer (far faster than pandas' on large tables); pandas for what Arrow cannot type.
+    FRACTIONS: the table's accuracy columns (fractions, their spreads and differences), whose header names get
+    FRACTION appended; names the table lacks are skipped (optional columns such as val_acc_mean). Only the
+    header is renamed: the values stay fractions at full precision, and ``table`` itself is left as it is."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
+    marked = set(fractions)
+    names = [f"{c}{FRACTION}" if c in marked else str(c) for c in table.columns]
     try:
         buf = io.BytesIO()
-        pacsv.write_csv(pa.Table.from_pandas(table, preserve_index=False), buf)
+        pacsv.write_csv(pa.Table.from_pandas(table, preserve_index=False).rename_columns(names), buf)
         return buf.getvalue()
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        return table.to_csv(index=False).encode()
+        return table.to_csv(index=False, header=names).encode()
 
 
 def markdown_table(df: pd.DataFrame) -> str:
@@ -162,8 +172,9 @@ def fmt_ci(mean, half) -> str:
     return "" if pd.isna(half) else f"[{(mean - half) * 100:.1f}, {(mean + half) * 100:.1f}]"
 
 
-CSV_UNITS = ("full precision; accuracies there are fractions in [0, 1], not percent; losses are mean cross-entropy; "
-             "times are seconds")
+CSV_UNITS = (f"full precision; accuracies there are fractions in [0, 1], not percent, and every column of accuracies "
+             f"(or of their spreads and differences) says so with '{FRACTION.strip()}' in its header; losses are mean "
+             "cross-entropy; times are seconds")
 
 
 def top_rows(frame: pd.DataFrame, by: str, limit: int = MAX_TABLE_ROWS) -> tuple[pd.DataFrame, str]:

@@ -19,9 +19,11 @@ index.html and report.md (the same content), the PNGs they show and the tables b
   best_epoch.png, isolation.csv/png, and audit.csv/png where a scheduler stopped trials early. With --compare:
   compare_groups.csv, compare.csv and compare.png.
 
-The pages show accuracy in percent with one decimal; the CSVs keep fractions in [0, 1] (the pages' "Tables:" line
-says so). A run where no trial or feature pass held a GPU gets no GPU-seconds columns in its pages (one sentence
-in the intro says so; the CSVs keep them, all 0).
+The pages show accuracy in percent with one decimal; the CSVs keep fractions in [0, 1] at full precision, and the
+header of every column of accuracies (or of their spreads and differences) says so: "best_test_acc [fraction]",
+"test_acc_mean [fraction]", "Δ best acc [fraction]" (the pages' "Tables:" line explains it). A run where no
+trial or feature pass held a GPU gets no GPU-seconds columns in its pages (one sentence in the intro says so; the
+CSVs keep them, all 0).
 
 Validation chooses, test reports: where the logs have val_acc (the held-out validation split), each trial's best
 epoch and the best group and trial are chosen on it, and the accuracy reported is the test accuracy at that epoch;

@@ -6,9 +6,11 @@ comparison, trials, skipped files), and ``headline``, which analysis.report puts
     from analysis.sections import groups_section
     print(groups_section(load_run("runs/stn_mnist")).markdown)
 
-Accuracy is shown in percent with one decimal (the CSVs keep fractions); GPU-seconds columns are left out of the
-shown tables of a run where no trial held a GPU (RunData.has_gpu), and the report's intro says so once. Compute
-is training plus each trial's share of the feature pass (analysis.compute). No ray, no torch.
+Accuracy is shown in percent with one decimal. The CSVs keep fractions, and their headers mark each accuracy column
+" [fraction]": a section hands csv_bytes its table's accuracy columns (analysis.tables.accuracy_columns and
+curve_accuracies, analysis.tradeoff's *_ACCURACIES), the same ones it shows in percent. GPU-seconds columns are
+left out of the shown tables of a run where no trial held a GPU (RunData.has_gpu), and the report's intro says so
+once. Compute is training plus each trial's share of the feature pass (analysis.compute). No ray, no torch.
 """
 from __future__ import annotations
 
@@ -20,9 +22,11 @@ from analysis.logs import CONFIG_PREFIX, SEED_COLUMN, format_value, group_column
 from analysis.render import MAX_TABLE_ROWS, Section, bullets, csv_bytes, decimals, figure, fmt_ci, fmt_column, \
     fmt_num, fmt_pct, fmt_pct_pm, fmt_pm, note, paragraph, section, table, top_rows
 from analysis.run import RunData
-from analysis.tables import PLATEAU_PP, choice_phrase, chosen_on, rank_column, variant_columns
+from analysis.tables import ACCURACY_STATS, PLATEAU_PP, VARIANT_STATS, accuracy_columns, choice_phrase, chosen_on, \
+    curve_accuracies, rank_column, variant_columns
 
 COMPUTE_NAMES = {"compute_gpu_seconds": "GPU-seconds", "compute_seconds": "seconds"}
+COMPARE_ACCURACIES = ("best acc (mean)",)  # compare.csv's accuracy column (its Δ row: a difference of two)
 
 
 def seconds_columns(d: RunData) -> dict[str, str]:
@@ -56,14 +60,14 @@ def groups_section(d: RunData) -> Section:
              **seconds_columns(d)}
     for col, title in names.items():
         mean, std = g[f"{col}_mean"], g[f"{col}_std"]
-        if col.endswith("_acc"):
+        if col in ACCURACY_STATS:
             show[title] = [fmt_pct_pm(m, s) for m, s in zip(mean, std)]
         else:  # epochs: whole numbers, or one decimal where seeds differ; losses and seconds: 4 significant
             # digits of the column's largest mean
             whole = all(float(v).is_integer() for v in [*mean, *std] if not pd.isna(v))
             places = (0 if whole else 1) if "epoch" in col else decimals(*mean)
             show[title] = [fmt_pm(m, s, places) for m, s in zip(mean, std)]
-    for col in [c for c in g if c.startswith(("best_test_acc/", "final_test_acc/")) and c.endswith("_mean")]:
+    for col in [c for c in g if c.startswith(VARIANT_STATS) and c.endswith("_mean")]:
         kind, variant = col.removesuffix("_mean").split("_test_acc/")
         show[f"{kind} acc {variant} %"] = [fmt_pct_pm(m, s) for m, s in zip(g[col], g[col.replace("_mean", "_std")])]
     if g["stopped_early"].any():
@@ -73,7 +77,7 @@ def groups_section(d: RunData) -> Section:
             "mean ± t(0.975, n-1)·std/√n (none with one seed). Epochs to 95%/99% = first epoch reaching that share "
             f"of the trial's best accuracy; plateau = first epoch within {PLATEAU_PP * 100:g} pp of it.")
     return section("Groups (configuration without seed)", [paragraph(text), table(show.astype(str), note)],
-                   {"groups.csv": csv_bytes(d.groups)})
+                   {"groups.csv": csv_bytes(d.groups, accuracy_columns(d.groups))})
 
 
 def size_section(d: RunData) -> Section | None:
@@ -82,11 +86,11 @@ def size_section(d: RunData) -> Section | None:
         return None
     png, caption = plots.plot_size_effect(sizes, d.trials, d.gcols)
     return section(plots.SIZE_SECTION, [figure("size_effect", caption, plots.SIZE_SECTION)],
-                   {"size_effect.csv": csv_bytes(sizes), "size_effect.png": png})
+                   {"size_effect.csv": csv_bytes(sizes, accuracy_columns(sizes)), "size_effect.png": png})
 
 
 def curves_section(d: RunData) -> Section:
-    files, parts = {"curves.csv": csv_bytes(d.curves)}, []
+    files, parts = {"curves.csv": csv_bytes(d.curves, curve_accuracies(d.curves))}, []
     for metric in ("test_acc", "test_loss"):
         png, caption = plots.plot_curves(d.curves, d.groups, metric)
         files[f"{metric}.png"] = png
@@ -147,15 +151,15 @@ def tradeoff_section(d: RunData) -> Section:
                         if fixed else "."))
     shown = budget[["E", "trials_at_E", "best_group_acc_at_E", "best_group_best_so_far", "marginal_gain_best_group",
                     "mean_trial_acc_at_E", "mean_trial_best_so_far", f"cumulative_{d.compute}"]].copy()
+    for c in [c for c in shown if c in tradeoff.BUDGET_ACCURACIES]:
+        shown[c] = shown[c].map(fmt_pct)
+    shown[f"cumulative_{d.compute}"] = fmt_column(shown[f"cumulative_{d.compute}"])
     shown.columns = ["E", "trials", "best group: acc at E %", "best group: best-so-far %", "gain of epoch E (pp)",
                      "average trial: acc at E %", "average trial: best-so-far %",
                      f"{compute_name} to E" + (" (with the feature pass)" if fixed else "")]
-    for c in shown.columns[2:7]:
-        shown[c] = shown[c].map(fmt_pct)
-    shown[shown.columns[-1]] = fmt_column(shown[shown.columns[-1]])
     parts = [paragraph(chose), bullets(facts), figure("tradeoff", caption, "accuracy against epoch budget"),
              table(shown.astype(str))]
-    files = {"tradeoff.csv": csv_bytes(budget), "tradeoff.png": png}
+    files = {"tradeoff.csv": csv_bytes(budget, tradeoff.BUDGET_ACCURACIES), "tradeoff.png": png}
     if len(d.groups) > 1:
         base, why = tradeoff.choose_baseline(d.groups, d.gcols, d.first_config, d.baseline)
         comp = tradeoff.compare_to_baseline(d.groups, base, d.trials)
@@ -173,7 +177,7 @@ def tradeoff_section(d: RunData) -> Section:
                 + (" and the trial's share of the feature pass" if d.passes is not None else "") + ".")
         shown = comp.drop(columns="note" if d.has_gpu else ["note", "Δ GPU-seconds / trial"])
         for c in shown.columns[3:]:
-            if "acc" in c:
+            if c in tradeoff.COMPARISON_ACCURACIES:
                 shown[c] = shown[c].map(fmt_pct)
             elif "seconds" in c:
                 shown[c] = fmt_column(shown[c])
@@ -184,7 +188,7 @@ def tradeoff_section(d: RunData) -> Section:
                                       "Δ final acc": "Δ final acc (pp)"})
         parts += [paragraph(text), table(shown.astype(str))]
         parts += [note(n) for n in comp["note"] if n]
-        files["comparison.csv"] = csv_bytes(comp)
+        files["comparison.csv"] = csv_bytes(comp, tradeoff.COMPARISON_ACCURACIES)
     return section("Tradeoff: accuracy against epochs and compute", parts, files)
 
 
@@ -200,7 +204,8 @@ def pareto_section(d: RunData) -> Section:
     for c in [d.compute, *parts]:
         if c in shown:
             shown[c] = fmt_column(shown[c])
-    shown["best_test_acc"] = shown["best_test_acc"].map(fmt_pct)
+    for c in accuracy_columns(pf):
+        shown[c] = shown[c].map(fmt_pct)
     shown, note = top_rows(shown.assign(_acc=pf["best_test_acc"]), "_acc")
     shown = shown.rename(columns={d.compute: COMPUTE_NAMES[d.compute] + (" (all)" if d.passes is not None else ""),
                                   **parts, "best_test_acc": "best test acc %",
@@ -211,7 +216,7 @@ def pareto_section(d: RunData) -> Section:
         text += " No trial held a GPU share, so compute is wall-clock seconds."
     return section("Pareto front: accuracy against compute", [paragraph(text), figure("pareto", caption),
                                                                table(shown.drop(columns="_acc").astype(str), note)],
-                   {"pareto.csv": csv_bytes(pf), "pareto.png": png})
+                   {"pareto.csv": csv_bytes(pf, accuracy_columns(pf)), "pareto.png": png})
 
 
 def best_epoch_section(d: RunData) -> Section:
@@ -235,7 +240,7 @@ def isolation_section(d: RunData) -> Section | None:
              f"{fmt_pct(iso.loc[iso.param == r.param, 'best_group_acc'].min())}–{fmt_pct(r.best_group_acc, True)})"
              for r in best.itertuples()]
     return section("Isolation plots per hyperparameter", [bullets(items), figure("isolation", caption)],
-                   {"isolation.csv": csv_bytes(iso), "isolation.png": png})
+                   {"isolation.csv": csv_bytes(iso, tradeoff.ISOLATION_ACCURACIES), "isolation.png": png})
 
 
 def audit_section(d: RunData) -> Section | None:
@@ -260,14 +265,14 @@ def audit_section(d: RunData) -> Section | None:
     shown = audit[["trial_id", "group", "stop_reason", "stop_epoch", "budget", "best_so_far_at_stop",
                    "winner_best_so_far_at_stop", "gap_to_winner", "epochs_saved"]].copy()
     shown, note = top_rows(shown, "gap_to_winner")
-    for c in ("best_so_far_at_stop", "winner_best_so_far_at_stop", "gap_to_winner"):
+    for c in [c for c in shown if c in tradeoff.AUDIT_ACCURACIES]:
         shown[c] = shown[c].map(fmt_pct)
     shown = shown.rename(columns={"stop_reason": "stop reason", "stop_epoch": "stopped after epoch",
                                   "best_so_far_at_stop": "its best-so-far %", "winner_best_so_far_at_stop":
                                   "winner's best-so-far then %", "gap_to_winner": "gap to winner (pp)",
                                   "epochs_saved": "epochs saved"})
     return section("Early-stopping audit", [bullets(items), figure("audit", caption), table(shown.astype(str), note)],
-                   {"audit.csv": csv_bytes(audit), "audit.png": png})
+                   {"audit.csv": csv_bytes(audit, tradeoff.AUDIT_ACCURACIES), "audit.png": png})
 
 
 def trials_section(d: RunData) -> Section:
@@ -292,7 +297,8 @@ def trials_section(d: RunData) -> Section:
     for col, title in seconds_columns(d).items():
         t[title] = fmt_column(tr[col])
     parts = [paragraph(f"Best epochs are {choice_phrase(d.trials)}.")] if chosen_on(d.trials) != "test" else []
-    return section("Trials", parts + [table(t.astype(str), shown_note)], {"trials.csv": csv_bytes(d.trials)})
+    return section("Trials", parts + [table(t.astype(str), shown_note)],
+                   {"trials.csv": csv_bytes(d.trials, accuracy_columns(d.trials))})
 
 
 def skipped_section(d: RunData) -> Section | None:
@@ -336,7 +342,8 @@ def compare_section(d: RunData) -> Section | None:
                                       {k: v for k, v in relabel.items()})
     gpu = d.has_gpu or o.has_gpu
     shown = summary.copy() if gpu else summary.drop(columns="GPU-seconds (total)")
-    shown["best acc (mean)"] = shown["best acc (mean)"].map(fmt_pct)
+    for c in COMPARE_ACCURACIES:
+        shown[c] = shown[c].map(fmt_pct)
     for c in ("seconds (total)", "GPU-seconds (total)"):
         if c in shown:
             shown[c] = shown[c].map(fmt_num)
@@ -355,7 +362,8 @@ def compare_section(d: RunData) -> Section | None:
     return section(f"Comparison with {o.name}", [
         paragraph(f"This run ({names['a']}, {d.run_dir}) against {names['b']} ({o.run_dir})."),
         table(shown.astype(str)), figure("compare", caption), table(gshow.astype(str), note)],
-        {"compare.csv": csv_bytes(summary), "compare_groups.csv": csv_bytes(both), "compare.png": png})
+        {"compare.csv": csv_bytes(summary, COMPARE_ACCURACIES),
+         "compare_groups.csv": csv_bytes(both, accuracy_columns(both)), "compare.png": png})
 
 
 
@@ -413,5 +421,5 @@ def headline(d: RunData) -> Section | None:
                               "baseline test acc %": seeds["baseline_test_acc"].map(fmt_pct),
                               "winner test acc %": seeds["winner_test_acc"].map(fmt_pct)})
         parts.append(table(shown.astype(str), "confirm.csv holds these numbers with each trial and chosen epoch."))
-        files["confirm.csv"] = csv_bytes(seeds)
+        files["confirm.csv"] = csv_bytes(seeds, tradeoff.PER_SEED_ACCURACIES)
     return section("Tuned vs baseline", parts, files)

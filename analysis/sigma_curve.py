@@ -7,7 +7,7 @@ transformer and σ, the final-epoch test accuracy per deformation type (mean and
 ink that stays in the 28×28 frame after elastic deformation (from RUN_DIR/deformations.csv, written by the sweep).
 Final-epoch accuracy, not the best epoch, so no epoch is chosen on the test set. The report includes this section
 whenever config/sigma takes more than one value. The page shows accuracy in percent; sigma_curve.csv keeps
-fractions.
+fractions, its accuracy columns marked " [fraction]" (test_acc_mean [fraction]; ink_in_frame is no accuracy).
 """
 from __future__ import annotations
 
@@ -54,6 +54,11 @@ def sigma_table(df: pd.DataFrame, run_dir: Path) -> pd.DataFrame | None:
     return table.sort_values([c for c in ("transformer", "sigma") if c in table.columns], kind="stable")
 
 
+def accuracy_columns(table: pd.DataFrame) -> list[str]:
+    """sigma_table's accuracy columns (fractions): mean and std of test_acc and of each test_acc/<variant>."""
+    return [c for c in table.columns if c.startswith("test_acc")]
+
+
 def plot_sigma_curve(table: pd.DataFrame) -> bytes:
     fig = Figure(figsize=(12, 4.8), layout="constrained")
     ax, ax_ink = fig.subplots(1, 2, width_ratios=[2.2, 1])
@@ -93,14 +98,15 @@ def sigma_curve_section(df: pd.DataFrame, run_dir: Path) -> render.Section | Non
     curve = sigma_table(df, Path(run_dir))
     if curve is None:
         return None
+    acc = accuracy_columns(curve)
     shown = curve[[c for c in curve.columns if not c.endswith("_std")]].copy()
-    for c in [c for c in shown.columns if c.startswith("test_acc")]:
+    for c in [c for c in shown.columns if c in acc]:
         shown[c] = shown[c].map(render.fmt_pct)
-    shown = shown.rename(columns={c: c.removesuffix("_mean") + " %" for c in shown.columns if c.startswith("test_acc")})
+    shown = shown.rename(columns={c: c.removesuffix("_mean") + " %" for c in shown.columns if c in acc})
     shown["ink_in_frame"] = shown["ink_in_frame"].map(lambda v: render.fmt_num(v, 3))
     shown = shown.astype(str)
     return render.section(TITLE, [render.figure("sigma_curve", CAPTION), render.table(shown)],
-                          {"sigma_curve.png": plot_sigma_curve(curve), "sigma_curve.csv": render.csv_bytes(curve)})
+                          {"sigma_curve.png": plot_sigma_curve(curve), "sigma_curve.csv": render.csv_bytes(curve, acc)})
 
 
 def sigma_section(data: RunData) -> render.Section | None:

@@ -207,6 +207,22 @@ def variant_columns(df: pd.DataFrame) -> list[str]:
     return sorted(c for c in df if c.startswith("test_acc/"))
 
 
+ACCURACY_STATS = ("best_test_acc", "best_val_acc", "final_test_acc")  # the trials table's accuracies (fractions)
+VARIANT_STATS = ("best_test_acc/", "final_test_acc/")  # ... and its per-variant ones: best_test_acc/<variant>, ...
+GROUP_SUFFIXES = ("_mean", "_std", "_ci95")  # a per-group statistic's columns (group_summary, the size effect)
+
+
+def accuracy_columns(frame: pd.DataFrame) -> list[str]:
+    """The accuracy columns (fractions) of a trials table, or of per-group statistics of one (groups.csv,
+    size_effect.csv): ACCURACY_STATS and the per-variant accuracies, as they are or with a GROUP_SUFFIXES suffix
+    (a std or an interval's half-width of accuracies is in the same unit). The pages show them in percent; the
+    CSVs mark them (analysis.render.csv_bytes)."""
+    def accuracy(stat: str) -> bool:
+        return stat in ACCURACY_STATS or stat.startswith(VARIANT_STATS)
+    return [c for c in frame.columns if accuracy(c) or any(c.endswith(s) and accuracy(c.removesuffix(s))
+                                                           for s in GROUP_SUFFIXES)]
+
+
 GROUP_STATS = ["best_test_acc", "best_val_acc", "best_acc_epoch", "best_test_loss", "best_loss_epoch",
                "final_test_acc", "epochs_to_95pct", "epochs_to_99pct", "epochs_to_plateau", "epochs", "total_seconds",
                "gpu_seconds", "feature_seconds", "feature_gpu_seconds", "compute_seconds", "compute_gpu_seconds"]
@@ -219,7 +235,7 @@ def group_summary(trials: pd.DataFrame, gcols: list[str]) -> pd.DataFrame:
     out = by[gcols].first() if gcols else pd.DataFrame(index=by.size().index)
     n = by.size()
     out["n_seeds"] = n
-    variant = [c for c in trials if c.startswith(("best_test_acc/", "final_test_acc/"))]
+    variant = [c for c in trials if c.startswith(VARIANT_STATS)]
     cols = [c for c in GROUP_STATS if c in trials] + variant  # the compute columns come from analysis.run
     stats = trials[cols].apply(pd.to_numeric, errors="coerce").astype(float).groupby(
         trials["group"], sort=False)
@@ -262,3 +278,13 @@ def curves(df: pd.DataFrame, trials: pd.DataFrame) -> pd.DataFrame:
     out = out.reset_index()
     out.insert(0, "group", order.to_numpy()[out.pop("g").to_numpy()])
     return out
+
+
+# curves' accuracy columns (fractions) besides the per-variant means (test_acc/<variant>_mean)
+CURVE_ACCURACIES = ("test_acc_mean", "test_acc_std", "test_acc_min", "test_acc_max", "test_acc_best_so_far_mean",
+                    "val_acc_best_so_far_mean", "train_acc_mean", "val_acc_mean")
+
+
+def curve_accuracies(curv: pd.DataFrame) -> list[str]:
+    """The accuracy columns of a curves table (fractions; curves.csv marks them)."""
+    return [c for c in curv.columns if c in CURVE_ACCURACIES or c.startswith("test_acc/")]

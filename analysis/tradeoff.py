@@ -21,6 +21,9 @@ is made in hindsight on the test set (optimistic).
 - isolation: per varied hyperparameter and value, the best group mean over all other hyperparameters.
 - stop_audit: trials a scheduler stopped (stop_reason asha, plateau, ...): compute saved, and each one's
   best-so-far at its stopping epoch against the winner's at the same epoch.
+
+Accuracies are fractions throughout; each table's *_ACCURACIES names its accuracy columns (differences of
+accuracies included), which the report's CSVs mark " [fraction]" and its pages show in percent.
 """
 from __future__ import annotations
 
@@ -53,6 +56,12 @@ def _pick(pick: pd.DataFrame, show: pd.DataFrame) -> tuple[pd.Series, pd.Series]
     groups = pick.columns.to_numpy()[col]
     values = show.to_numpy(float)[np.arange(len(show)), show.columns.get_indexer(groups)]
     return pd.Series(values, index=pick.index), pd.Series(groups, index=pick.index)
+
+
+# budget_table's accuracy columns (fractions; marginal gains are differences of them). Not share_of_final_best:
+# a ratio of two accuracies, without a unit.
+BUDGET_ACCURACIES = ("best_group_acc_at_E", "best_group_best_so_far", "marginal_gain_best_group",
+                     "mean_trial_acc_at_E", "mean_trial_best_so_far", "marginal_gain_mean_trial")
 
 
 def budget_table(df: pd.DataFrame, trials: pd.DataFrame, curv: pd.DataFrame, compute: str,
@@ -148,6 +157,11 @@ DELTA_STATS = {"best_test_acc_mean": "Δ best acc", "final_test_acc_mean": "Δ f
                "compute_gpu_seconds_mean": "Δ GPU-seconds / trial"}
 
 
+# compare_to_baseline's accuracy columns: the two sides' mean best accuracies and their differences
+COMPARISON_ACCURACIES = ("best acc (best)", "best acc (reference)", DELTA_STATS["best_test_acc_mean"],
+                         DELTA_STATS["final_test_acc_mean"])
+
+
 def compare_to_baseline(groups: pd.DataFrame, baseline: str | None, trials: pd.DataFrame | None = None
                         ) -> pd.DataFrame:
     """The best group (by mean best val_acc, or mean best test accuracy without validation; see rank_column)
@@ -199,6 +213,9 @@ def welch_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
     dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))  # Welch-Satterthwaite
     half = t975(dof) * np.sqrt(va + vb)
     return diff, diff - half, diff + half
+
+
+PER_SEED_ACCURACIES = ("baseline_test_acc", "winner_test_acc")  # tuned_vs_baseline's per_seed table
 
 
 def tuned_vs_baseline(trials: pd.DataFrame, gcols: list[str], compute: str, first_config: dict | None,
@@ -257,6 +274,9 @@ def _ratio(a: pd.Series, b: pd.Series) -> float:
     return float(num / den) if den and not np.isnan(den) else float("nan")
 
 
+ISOLATION_ACCURACIES = ("best_group_acc",)
+
+
 def isolation(groups: pd.DataFrame, gcols: list[str]) -> pd.DataFrame:
     """Per varied hyperparameter and value: the best group (chosen as in rank_column) over all the other
     hyperparameters, its mean best test accuracy, which group that is, and how many groups hold that value."""
@@ -274,6 +294,11 @@ def isolation(groups: pd.DataFrame, gcols: list[str]) -> pd.DataFrame:
         parts.append(part.sort_values(["numeric_value", "value"], kind="stable") if not np.isnan(num).all() else part)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
         columns=["param", "value", "best_group_acc", "best_group", "n_groups", "numeric_value"])
+
+
+# stop_audit's accuracy columns (gap_to_winner: a difference of two of them)
+AUDIT_ACCURACIES = ("best_so_far_at_stop", "acc_at_stop", "winner_acc_at_stop", "winner_best_so_far_at_stop",
+                    "gap_to_winner")
 
 
 def stop_audit(df: pd.DataFrame, trials: pd.DataFrame, compute: str) -> tuple[pd.DataFrame, dict] | None:

@@ -51,7 +51,7 @@ def test_smoke_sweep_report(smoke_run):
     best = logs.groupby("trial_id")["test_acc"].max()
     assert len(trials) == 2
     for _, row in trials.iterrows():
-        assert row["best_test_acc"] == pytest.approx(best[row["trial_id"]])
+        assert row["best_test_acc [fraction]"] == pytest.approx(best[row["trial_id"]])
     assert str(report / "index.html") in proc.stdout
     again = run_cli("-m", "analysis.report", str(run))  # the contract's command writes the same files
     assert again.returncode == 0, again.stderr

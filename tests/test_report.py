@@ -77,14 +77,15 @@ def test_report_tables_hold_hand_known_numbers(run_dir):
     assert index == out / "index.html"
     trials = pd.read_csv(out / "trials.csv").set_index("trial_id")
     assert sorted(trials.index) == sorted(CURVES)
-    cols = ["best_test_acc", "best_acc_epoch", "best_test_loss", "best_loss_epoch", "final_test_acc"]
+    cols = ["best_test_acc [fraction]", "best_acc_epoch", "best_test_loss", "best_loss_epoch",
+            "final_test_acc [fraction]"]
     expected = {"a0": [0.8, 2, 0.5, 3, 0.75],  # earliest epoch on ties
                 "a1": [0.9, 3, 0.4, 3, 0.85], "a2": [0.7, 1, 0.5, 1, 0.65],
                 "b0": [0.6, 4, 1.0, 4, 0.6], "b1": [0.7, 3, 0.9, 3, 0.7], "b2": [0.5, 5, 1.4, 5, 0.5]}
     for tid, values in expected.items():
         row = trials.loc[tid]
         assert row[cols].tolist() == pytest.approx(values), tid
-        assert row["final_test_acc/elastic"] == pytest.approx(values[-1] - 0.2)
+        assert row["final_test_acc/elastic [fraction]"] == pytest.approx(values[-1] - 0.2)
         assert (row["epochs"], row["status"], row["total_seconds"]) == (EPOCHS, "terminated", 10.0)
         lr, seed = CURVES[tid][:2]
         assert (row["config/lr"], row["config/seed"], row["group"]) == (lr, seed, f"lr={lr}")
@@ -94,8 +95,8 @@ def test_report_tables_hold_hand_known_numbers(run_dir):
     assert (groups["n_seeds"] == 3).all()
     # lr=0.01: best 0.8/0.9/0.7 at epochs 2/3/1, final 0.75/0.85/0.65; lr=0.1: best 0.6/0.7/0.5 at 4/3/5,
     # final 0.6/0.7/0.5. Every spread is ±0.1 (or ±1 epoch) around the mean: std (ddof=1) 0.1 (or 1).
-    cols = ["best_test_acc_mean", "best_test_acc_std", "best_acc_epoch_mean", "best_acc_epoch_std",
-            "final_test_acc_mean", "final_test_acc_std"]
+    cols = ["best_test_acc_mean [fraction]", "best_test_acc_std [fraction]", "best_acc_epoch_mean",
+            "best_acc_epoch_std", "final_test_acc_mean [fraction]", "final_test_acc_std [fraction]"]
     assert groups.loc["lr=0.01", cols].tolist() == pytest.approx([0.8, 0.1, 2, 1, 0.75, 0.1])
     assert groups.loc["lr=0.1", cols].tolist() == pytest.approx([0.6, 0.1, 4, 1, 0.6, 0.1])
 
@@ -103,7 +104,7 @@ def test_report_tables_hold_hand_known_numbers(run_dir):
     assert len(cur) == 2 * EPOCHS and not cur.duplicated(["group", "epoch"]).any()
     rows = cur[cur.group == "lr=0.1"].set_index("epoch")
     assert rows["n"].tolist() == [3] * EPOCHS
-    cols = ["test_acc_mean", "test_acc_std", "test_acc_min", "test_acc_max"]
+    cols = [f"test_acc_{s} [fraction]" for s in ("mean", "std", "min", "max")]
     assert rows.loc[1, cols].tolist() == pytest.approx([0.2, 0.1, 0.1, 0.3])  # 0.2, 0.3, 0.1
     assert rows.loc[5, cols].tolist() == pytest.approx([0.6, 0.1, 0.5, 0.7])  # 0.6, 0.7, 0.5
 

@@ -1,8 +1,9 @@
 """Tests for how the report reads (issue 15): accuracy in percent with one decimal wherever a person reads it
-(the CSVs keep fractions), one format for mean ± std that never wraps, a median row that says which middle group
-it is, figures without a title of their own (the caption is the title), accuracy axes in percent, loss panels with
-their own y axes when their scales differ more than 10×, and a best-epoch legend in plain words. Logs are written
-through the sweep's real ParquetLogger (tests/helpers.py).
+(the CSVs keep fractions, and every accuracy column's header says so with " [fraction]"), one format for
+mean ± std that never wraps, a median row that says which middle group it is, figures without a title of their
+own (the caption is the title), accuracy axes in percent, loss panels with their own y axes when their scales
+differ more than 10×, and a best-epoch legend in plain words. Logs are written through the sweep's real
+ParquetLogger (tests/helpers.py).
 
     python -m pytest tests/test_report_format.py -q
 
@@ -90,9 +91,100 @@ def test_accuracy_in_percent_in_pages_fractions_in_csvs(figures):
                     checked += 1
     assert checked > 30
     csv = pd.read_csv(out / "groups.csv").set_index("group")
-    assert csv.loc["lr=0.1", "best_test_acc_mean"] == pytest.approx(0.85)  # the CSV keeps fractions
-    assert "accuracies there are fractions in [0, 1]" in md and "accuracies there are fractions" in (
-        out / "index.html").read_text()
+    assert csv.loc["lr=0.1", "best_test_acc_mean [fraction]"] == pytest.approx(0.85)  # the CSV keeps fractions
+    page = (out / "index.html").read_text()
+    assert "accuracies there are fractions in [0, 1]" in md and "accuracies there are fractions" in page
+    assert "'[fraction]' in its header" in md and "[fraction]" in page  # and says how the CSVs mark them
+
+
+# Every CSV the report writes, with its accuracy columns (accuracies, their spreads and their differences: the
+# columns whose header must end in " [fraction]"), written out here rather than taken from analysis/, so that a
+# column the report forgets to mark fails. DIFFERENCES may be negative.
+VARIANTS = ("test_acc/clean", "test_acc/elastic")
+TRIAL_ACCURACIES = ["best_val_acc", "best_test_acc", "final_test_acc",
+                    *[f"{kind}_{v}" for v in VARIANTS for kind in ("best", "final")]]
+GROUP_ACCURACIES = [f"{c}_{stat}" for c in TRIAL_ACCURACIES for stat in ("mean", "std", "ci95")]
+ACCURACY_COLUMNS = {
+    "trials.csv": TRIAL_ACCURACIES,
+    "groups.csv": GROUP_ACCURACIES,
+    "compare_groups.csv": GROUP_ACCURACIES,
+    "curves.csv": [f"test_acc_{stat}" for stat in ("mean", "std", "min", "max")]
+    + ["test_acc_best_so_far_mean", "val_acc_best_so_far_mean", "train_acc_mean", "val_acc_mean"]
+    + [f"{v}_mean" for v in VARIANTS],
+    "size_effect.csv": ["best_test_acc_mean", "best_test_acc_std"],
+    "tradeoff.csv": ["best_group_acc_at_E", "best_group_best_so_far", "mean_trial_acc_at_E", "mean_trial_best_so_far",
+                     "marginal_gain_best_group", "marginal_gain_mean_trial"],
+    "comparison.csv": ["best acc (best)", "best acc (reference)", "Δ best acc", "Δ final acc"],
+    "confirm.csv": ["baseline_test_acc", "winner_test_acc"],
+    "pareto.csv": ["best_test_acc"],
+    "isolation.csv": ["best_group_acc"],
+    "audit.csv": ["best_so_far_at_stop", "acc_at_stop", "winner_acc_at_stop", "winner_best_so_far_at_stop",
+                  "gap_to_winner"],
+    "compare.csv": ["best acc (mean)"],
+    "sigma_curve.csv": [f"{v}_{stat}" for v in (*VARIANTS, "test_acc") for stat in ("mean", "std")],
+}
+DIFFERENCES = {"marginal_gain_best_group", "marginal_gain_mean_trial", "Δ best acc", "Δ final acc", "gap_to_winner"}
+# columns that hold no accuracy and keep their plain names: losses, seconds, epochs, a ratio, ink
+PLAIN = {"trials.csv": ["best_test_loss", "best_val_loss", "total_seconds", "best_acc_epoch", "epochs_to_95pct"],
+         "groups.csv": ["best_test_loss_mean", "total_seconds_mean", "best_acc_epoch_mean"],
+         "curves.csv": ["test_loss_mean", "train_loss_mean", "val_loss_mean"],
+         "tradeoff.csv": ["share_of_final_best", "cumulative_compute_gpu_seconds"],
+         "comparison.csv": ["Δ epochs run", "Δ seconds / trial"],
+         "audit.csv": ["seconds_saved", "epochs_saved"], "compare.csv": ["seconds (total)"],
+         "sigma_curve.csv": ["ink_in_frame"]}
+
+
+def _every_csv_run(root: Path) -> tuple[Path, Path]:
+    """A search (with a confirm phase) whose report writes every CSV there is, and a second run to compare it with:
+    a validation split, two test variants, training-set sizes (size_effect.csv) and σ values (sigma_curve.csv)
+    that vary, and one trial ASHA stopped after 2 of its 3 epochs (audit.csv)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    trials, phase = [], {}
+    for ph in ("search", "confirm"):
+        for lr in (0.1, 0.01):
+            for size, sigma in ((10, 0.0), (100, 2.0)):
+                for seed in (0, 1):
+                    best = 0.5 + 3 * lr + size / 1000 + 0.02 * seed  # 0.54 to 0.92
+                    stopped = (ph, lr, size, seed) == ("search", 0.01, 10, 1)
+                    accs = [best - 0.2, best - 0.1, best][:2 if stopped else 3]
+                    tid = f"{ph[0]}{len(trials)}"
+                    phase[tid] = ph
+                    trials.append(LogTrial(
+                        tid, {"lr": lr, "train_per_class": size, "sigma": sigma, "seed": seed, "epochs": 3},
+                        [epoch_metrics(a, seconds=2.0, lr=lr, val_acc=a - 0.05, val_loss=1.05 - a,
+                                       **{"test_acc/clean": a, "test_acc/elastic": a - 0.3}) for a in accs],
+                        end="asha" if stopped else "completed"))
+    logs = write_logs(root / "run" / "logs", trials, resources={"cpu": 1, "gpu": 0.5})
+    for tid, ph in phase.items():  # a search's logger writes the phase column
+        table = pq.read_table(logs / f"{tid}.parquet")
+        pq.write_table(table.append_column("phase", pa.array([ph] * table.num_rows, pa.string())),
+                       logs / f"{tid}.parquet")
+    write_logs(root / "other" / "logs", trials[8:], resources={"cpu": 1, "gpu": 0.5})
+    return root / "run", root / "other"
+
+
+def test_csv_headers_mark_every_accuracy_column_as_a_fraction(tmp_path):
+    run, other = _every_csv_run(tmp_path)
+    out = build_report(run, compare=other).parent
+    assert sorted(p.name for p in out.glob("*.csv")) == sorted(ACCURACY_COLUMNS)  # every CSV of the report
+    for name, accuracies in ACCURACY_COLUMNS.items():
+        table = pd.read_csv(out / name)
+        marked = [c.removesuffix(" [fraction]") for c in table.columns if c.endswith(" [fraction]")]
+        assert sorted(marked) == sorted(accuracies), name  # every accuracy column marked, nothing else
+        for col in PLAIN.get(name, []):
+            assert col in table.columns, (name, col)  # a loss, seconds or epoch column keeps its plain name
+        rows = table[~table["run"].str.startswith("Δ")] if name == "compare.csv" else table  # not its Δ row
+        for col in accuracies:
+            values = rows[f"{col} [fraction]"].dropna()
+            assert len(values), (name, col)
+            low = -1 if col in DIFFERENCES else 0  # a fraction in [0, 1] (a difference of two: [-1, 1])
+            assert values.between(low, 1).all(), (name, col, values.tolist())
+    trials = pd.read_csv(out / "trials.csv").set_index("trial_id")
+    # c15: lr=0.01, 100 per digit, seed 1: best 0.5 + 0.03 + 0.1 + 0.02, at full precision, not in percent
+    assert trials.loc["c15", "best_test_acc [fraction]"] == pytest.approx(0.65)
+    assert trials.loc["c15", "best_test_loss"] == pytest.approx(0.35)
 
 
 def test_mean_and_std_share_one_format_and_do_not_wrap(figures):

@@ -61,30 +61,30 @@ def rep(tmp_path_factory) -> Path:
 def test_trial_figures(rep):
     t = pd.read_csv(rep / "trials.csv").set_index("trial_id")
     # a1: best 1.00 at epoch 4; 95% of it (0.95) first reached at 2, 99% at 3, 100% at 4; plateau (>= 0.995) at 4
-    assert t.loc["a1", ["best_test_acc", "best_acc_epoch", "epochs_to_95pct", "epochs_to_99pct", "epochs_to_100pct",
-                        "epochs_to_plateau"]].tolist() == [1.0, 4, 2, 3, 4, 4]
+    assert t.loc["a1", ["best_test_acc [fraction]", "best_acc_epoch", "epochs_to_95pct", "epochs_to_99pct",
+                        "epochs_to_100pct", "epochs_to_plateau"]].tolist() == [1.0, 4, 2, 3, 4, 4]
     # a0: best 0.96 at 3 (final 0.95); 0.90 is below 95% of 0.96 (0.912)
-    assert t.loc["a0", ["best_acc_epoch", "epochs_to_95pct", "epochs_to_99pct", "final_test_acc"]].tolist() == \
-        [3, 3, 3, 0.95]
+    assert t.loc["a0", ["best_acc_epoch", "epochs_to_95pct", "epochs_to_99pct",
+                        "final_test_acc [fraction]"]].tolist() == [3, 3, 3, 0.95]
     assert t.loc["a2", ["best_acc_epoch", "epochs_to_95pct", "epochs_to_100pct"]].tolist() == [1, 1, 1]
     assert t.loc["a0", ["epochs", "total_seconds", "gpus", "gpu_seconds"]].tolist() == [4, 40.0, 0.5, 20.0]
     assert t.loc["b2", ["epochs", "stop_reason", "stopped_early", "gpu_seconds"]].tolist() == [2, "asha", True, 5.0]
     assert not t.loc["a0", "stopped_early"]
-    assert t.loc["a1", "best_test_acc/zoom"] == pytest.approx(0.9)
-    assert t.loc["b0", "final_test_acc/zoom"] == pytest.approx(0.52)
+    assert t.loc["a1", "best_test_acc/zoom [fraction]"] == pytest.approx(0.9)
+    assert t.loc["b0", "final_test_acc/zoom [fraction]"] == pytest.approx(0.52)
 
 
 def test_group_mean_std_and_t_interval(rep):
     g = pd.read_csv(rep / "groups.csv").set_index("group")
     # lr=0.1: best 0.96, 1.00, 0.70: mean 2.66/3; deviations .0733, .1133, -.1867, squares summing to .053067,
     # std (ddof=1) sqrt(.053067/2) = .16289; 95% half-interval t(0.975, 2) x std / sqrt(3) = 4.3027 x .16289 / 1.7321
-    assert g.loc["lr=0.1", "best_test_acc_mean"] == pytest.approx(2.66 / 3)
-    assert g.loc["lr=0.1", "best_test_acc_std"] == pytest.approx(0.16289, abs=1e-5)
-    assert g.loc["lr=0.1", "best_test_acc_ci95"] == pytest.approx(0.40465, abs=1e-5)
-    assert math.isnan(g.loc["lr=0.001", "best_test_acc_ci95"])  # one seed: no interval
+    assert g.loc["lr=0.1", "best_test_acc_mean [fraction]"] == pytest.approx(2.66 / 3)
+    assert g.loc["lr=0.1", "best_test_acc_std [fraction]"] == pytest.approx(0.16289, abs=1e-5)
+    assert g.loc["lr=0.1", "best_test_acc_ci95 [fraction]"] == pytest.approx(0.40465, abs=1e-5)
+    assert math.isnan(g.loc["lr=0.001", "best_test_acc_ci95 [fraction]"])  # one seed: no interval
     assert g.loc["lr=0.01", "gpu_seconds_mean"] == pytest.approx((10 + 10 + 5) / 3)
     assert g.loc["lr=0.01", "stopped_early"] == 1
-    assert g.loc["lr=0.1", "best_test_acc/zoom_mean"] == pytest.approx((0.86 + 0.9 + 0.6) / 3)
+    assert g.loc["lr=0.1", "best_test_acc/zoom_mean [fraction]"] == pytest.approx((0.86 + 0.9 + 0.6) / 3)
     md = (rep / "report.md").read_text()
     assert "Student-t" in md and "Accuracy per test variant" in md and "](variants.png)" in md
 
@@ -98,12 +98,12 @@ def test_t_quantiles():
 def test_budget_table_plateau_and_curves(rep):
     b = pd.read_csv(rep / "tradeoff.csv").set_index("E")
     # best-so-far mean per group; only trials that reached E count (c0 only at E=1)
-    assert b.loc[1, "best_group_best_so_far"] == pytest.approx(0.85)
+    assert b.loc[1, "best_group_best_so_far [fraction]"] == pytest.approx(0.85)
     assert b.loc[1, "best_group_best_so_far_group"] == "lr=0.001"
-    assert b.loc[2, "best_group_best_so_far"] == pytest.approx((0.9 + 0.97 + 0.7) / 3)
-    assert b.loc[4, "best_group_best_so_far"] == pytest.approx((0.96 + 1.0 + 0.7) / 3)
-    assert b.loc[4, "best_group_acc_at_E"] == pytest.approx((0.95 + 1.0 + 0.7) / 3)  # a0 fell back to 0.95
-    assert b.loc[4, "marginal_gain_best_group"] == pytest.approx((1.0 - 0.99) / 3)
+    assert b.loc[2, "best_group_best_so_far [fraction]"] == pytest.approx((0.9 + 0.97 + 0.7) / 3)
+    assert b.loc[4, "best_group_best_so_far [fraction]"] == pytest.approx((0.96 + 1.0 + 0.7) / 3)
+    assert b.loc[4, "best_group_acc_at_E [fraction]"] == pytest.approx((0.95 + 1.0 + 0.7) / 3)  # a0 fell back: 0.95
+    assert b.loc[4, "marginal_gain_best_group [fraction]"] == pytest.approx((1.0 - 0.99) / 3)
     assert b.loc[2, "trials_at_E"] == 6 and b.loc[3, "trials_at_E"] == 5
     assert b.loc[1, "cumulative_compute_gpu_seconds"] == pytest.approx(0.5 * (3 * 10 + 3 * 5 + 2))
     assert b.loc[4, "cumulative_compute_gpu_seconds"] == pytest.approx(86.0)
@@ -113,7 +113,7 @@ def test_budget_table_plateau_and_curves(rep):
     assert "chosen on the test set" in md or "on the test set" in md.split("## Tradeoff")[1]
     curves = pd.read_csv(rep / "curves.csv")
     row = curves[(curves.group == "lr=0.1") & (curves.epoch == 4)].iloc[0]
-    assert row["test_acc_best_so_far_mean"] == pytest.approx((0.96 + 1.0 + 0.7) / 3)
+    assert row["test_acc_best_so_far_mean [fraction]"] == pytest.approx((0.96 + 1.0 + 0.7) / 3)
 
 
 def test_best_vs_baseline_and_median(rep):
@@ -127,7 +127,7 @@ def test_best_vs_baseline_and_median(rep):
     assert base["note"] in (rep / "report.md").read_text()
     median = c.loc["best vs median group"]
     assert median["reference group"] == "lr=0.001"
-    assert median["Δ best acc"] == pytest.approx((0.96 + 1.0 + 0.7) / 3 - 0.85)
+    assert median["Δ best acc [fraction]"] == pytest.approx((0.96 + 1.0 + 0.7) / 3 - 0.85)
     assert "the first configuration in sweep.json" in (rep / "report.md").read_text()
 
 
@@ -135,7 +135,7 @@ def test_best_vs_a_baseline_that_ran_its_budget(tmp_path):
     finished = {**TRIALS, "b2": (0.01, 2, [0.20, 0.30, 0.40, 0.45], 5.0, "completed")}
     c = pd.read_csv(build_report(write_run(tmp_path / "run", finished)).parent / "comparison.csv")
     base = c.set_index("comparison").loc["best vs baseline"]
-    assert base["Δ best acc"] == pytest.approx((0.96 + 1.0 + 0.7) / 3 - (0.62 + 0.60 + 0.45) / 3)
+    assert base["Δ best acc [fraction]"] == pytest.approx((0.96 + 1.0 + 0.7) / 3 - (0.62 + 0.60 + 0.45) / 3)
     assert base["Δ epochs run"] == 0
     assert base["Δ GPU-seconds / trial"] == pytest.approx(20 - 10)
     assert pd.isna(base["note"])
@@ -163,7 +163,8 @@ def test_isolation_table(rep):
     iso = pd.read_csv(rep / "isolation.csv")
     assert iso["param"].tolist() == ["lr"] * 3
     assert iso["value"].astype(str).tolist() == ["0.001", "0.01", "0.1"]  # numeric order
-    np.testing.assert_allclose(iso["best_group_acc"], [0.85, (0.62 + 0.6 + 0.3) / 3, (0.96 + 1.0 + 0.7) / 3])
+    np.testing.assert_allclose(iso["best_group_acc [fraction]"],
+                               [0.85, (0.62 + 0.6 + 0.3) / 3, (0.96 + 1.0 + 0.7) / 3])
 
 
 def test_stop_audit(rep):
@@ -174,8 +175,8 @@ def test_stop_audit(rep):
     assert a.loc["c0", ["stop_epoch", "epochs_saved", "seconds_saved", "gpu_seconds_saved"]].tolist() == \
         [1, 3, 6.0, 3.0]
     # the winner a1 (best full-budget trial) had 0.80 at epoch 1 and 0.97 at epoch 2
-    assert a.loc["c0", ["winner_best_so_far_at_stop", "ahead_of_winner"]].tolist() == [0.8, True]
-    assert a.loc["b2", "winner_best_so_far_at_stop"] == 0.97 and not a.loc["b2", "ahead_of_winner"]
+    assert a.loc["c0", ["winner_best_so_far_at_stop [fraction]", "ahead_of_winner"]].tolist() == [0.8, True]
+    assert a.loc["b2", "winner_best_so_far_at_stop [fraction]"] == 0.97 and not a.loc["b2", "ahead_of_winner"]
     md = (rep / "report.md").read_text()
     assert "2 of 7 trials were stopped before their epoch budget (asha: 2)" in md
     assert "5 epochs not run (vs 23 run), about 8 GPU-seconds" in md
@@ -230,7 +231,7 @@ def test_compare_cli(tmp_path):
     comp = pd.read_csv(out / "compare.csv").set_index("run")
     assert comp.loc["run", "best group"] == "lr=0.1" and comp.loc["other", "best group"] == "lr=0.01"
     delta = comp.loc["Δ (run − other)"]
-    assert delta["best acc (mean)"] == pytest.approx((0.96 + 1.0 + 0.7) / 3 - (0.62 + 0.6 + 0.3) / 3)
+    assert delta["best acc (mean) [fraction]"] == pytest.approx((0.96 + 1.0 + 0.7) / 3 - (0.62 + 0.6 + 0.3) / 3)
     assert delta["GPU-seconds (total)"] == pytest.approx(86 - 25) and delta["trials"] == 4
     both = pd.read_csv(out / "compare_groups.csv")
     assert sorted(zip(both["run"], both["group"])) == [("other", "lr=0.01"), ("run", "lr=0.001"),

@@ -62,8 +62,8 @@ def test_size_effect_table_holds_hand_known_numbers(transfer_report):
     assert table["line"].tolist() == [f"model={m}" for m, _ in expected_order]
     assert (table["n_seeds"] == len(SEEDS)).all()
     # mean and std (ddof=1) of the two seeds' best accuracies; two values a apart have std a / sqrt(2)
-    assert table["best_test_acc_mean"].tolist() == pytest.approx([0.55, 0.75, 0.93, 0.42, 0.63, 0.85])
-    assert table["best_test_acc_std"].tolist() == pytest.approx(
+    assert table["best_test_acc_mean [fraction]"].tolist() == pytest.approx([0.55, 0.75, 0.93, 0.42, 0.63, 0.85])
+    assert table["best_test_acc_std [fraction]"].tolist() == pytest.approx(
         [0.070711, 0.070711, 0.042426, 0.028284, 0.042426, 0.070711], abs=1e-6)
     assert table["best_test_loss_mean"].tolist() == pytest.approx([0.45, 0.25, 0.07, 0.58, 0.37, 0.15])
     # every size: seed 0 is best at epoch 3, seed 1 at epoch 4
@@ -96,7 +96,7 @@ def test_only_size_varies_gives_one_all_trials_line(tmp_path):
     table = pd.read_csv(out / "size_effect.csv")
     assert table["line"].tolist() == ["all trials"] * len(SIZES)
     assert table["config/train_per_class"].tolist() == sorted(SIZES)
-    assert table["best_test_acc_mean"].tolist() == pytest.approx([0.55, 0.75, 0.93])
+    assert table["best_test_acc_mean [fraction]"].tolist() == pytest.approx([0.55, 0.75, 0.93])
     assert "one panel per model" not in (out / "report.md").read_text()
 
 

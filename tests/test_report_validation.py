@@ -90,12 +90,13 @@ def test_each_trial_reports_test_accuracy_at_the_epoch_validation_chose(choice_r
     for tid, (epoch, test, val) in expected.items():
         row = t.loc[tid]
         assert (row["best_acc_epoch"], row["chosen_on"]) == (epoch, "val"), tid
-        assert row["best_test_acc"] == pytest.approx(test) and row["best_val_acc"] == pytest.approx(val), tid
+        assert row["best_test_acc [fraction]"] == pytest.approx(test), tid
+        assert row["best_val_acc [fraction]"] == pytest.approx(val), tid
         # loss likewise: the epoch of the lowest val_loss (1 - val_acc), the test loss (1 - test_acc) there
         assert row["best_loss_epoch"] == epoch and row["best_test_loss"] == pytest.approx(1 - test), tid
     g = pd.read_csv(choice_report / "groups.csv").set_index("group")
-    assert g.loc["lr=0.01", "best_test_acc_mean"] == pytest.approx(0.81)
-    assert g.loc["lr=0.1", "best_test_acc_mean"] == pytest.approx(0.91)
+    assert g.loc["lr=0.01", "best_test_acc_mean [fraction]"] == pytest.approx(0.81)
+    assert g.loc["lr=0.1", "best_test_acc_mean [fraction]"] == pytest.approx(0.91)
 
 
 def test_the_best_group_is_chosen_on_validation(choice_report):
@@ -103,15 +104,15 @@ def test_the_best_group_is_chosen_on_validation(choice_report):
     # 0.81); validation picks lr=0.01 (0.865 against 0.61), and the comparison says what that cost on test
     c = pd.read_csv(choice_report / "comparison.csv").set_index("comparison").loc["best vs baseline"]
     assert (c["best group"], c["reference group"]) == ("lr=0.01", "lr=0.1")
-    assert c["Δ best acc"] == pytest.approx(0.81 - 0.91)
+    assert c["Δ best acc [fraction]"] == pytest.approx(0.81 - 0.91)
     assert c["Δ epoch of best"] == pytest.approx(2 - 3)
     b = pd.read_csv(choice_report / "tradeoff.csv").set_index("E")
     # budget 1: validation picks lr=0.01 (0.625 against 0.425) and reports its test accuracy, not lr=0.1's 0.55
     assert b.loc[1, ["best_group_at_E", "best_group_best_so_far_group"]].tolist() == ["lr=0.01", "lr=0.01"]
-    assert b.loc[1, "best_group_acc_at_E"] == pytest.approx(0.525)
+    assert b.loc[1, "best_group_acc_at_E [fraction]"] == pytest.approx(0.525)
     # budget 4: the test accuracy at each lr=0.01 trial's val-chosen epoch so far (epoch 2), not the best test one
-    assert b.loc[4, "best_group_best_so_far"] == pytest.approx(0.81)
-    assert b.loc[4, "mean_trial_best_so_far"] == pytest.approx((0.90 + 0.92 + 0.80 + 0.82) / 4)
+    assert b.loc[4, "best_group_best_so_far [fraction]"] == pytest.approx(0.81)
+    assert b.loc[4, "mean_trial_best_so_far [fraction]"] == pytest.approx((0.90 + 0.92 + 0.80 + 0.82) / 4)
     md = (choice_report / "report.md").read_text()
     assert "Best group (chosen on validation): lr=0.01: test accuracy at the val-chosen epoch 81.0 ± 1.4%" in md
 
@@ -130,7 +131,7 @@ def test_without_validation_the_test_set_chooses_and_the_report_warns(tmp_path):
     out = build_report(_choice_run(tmp_path / "run", with_val=False)).parent
     t = pd.read_csv(out / "trials.csv").set_index("trial_id")
     assert t["best_acc_epoch"].to_dict() == {"a0": 2, "a1": 2, "b0": 3, "b1": 3}
-    assert (t["chosen_on"] == "test").all() and t["best_val_acc"].isna().all()
+    assert (t["chosen_on"] == "test").all() and t["best_val_acc [fraction]"].isna().all()
     c = pd.read_csv(out / "comparison.csv").set_index("comparison").loc["best vs baseline"]
     assert c["best group"] == "lr=0.1"  # the baseline itself wins on the test set
     md = (out / "report.md").read_text()
@@ -152,7 +153,7 @@ def test_baseline_stopped_early_gets_a_sentence_not_a_delta(tmp_path):
                 "comparison exists.")
     c = pd.read_csv(out / "comparison.csv").set_index("comparison").loc["best vs baseline"]
     assert c["reference group"] == "lr=0.01" and c["note"] == sentence
-    assert c[[k for k in c.index if k.startswith("Δ")]].isna().all() and pd.isna(c["best acc (reference)"])
+    assert c[[k for k in c.index if k.startswith("Δ")]].isna().all() and pd.isna(c["best acc (reference) [fraction]"])
     md = (out / "report.md").read_text()
     row = next(line for line in md.splitlines() if line.startswith("| best vs baseline |"))
     cells = [cell.strip() for cell in row.strip("|").split("|")]
@@ -219,8 +220,8 @@ def test_headline_comes_from_the_confirm_phase_only(tmp_path):
     assert "Winner: lr=0.05" in md and "+25.0 points" not in md
     seeds = pd.read_csv(out / "confirm.csv")
     assert seeds["config/seed"].tolist() == [1, 2, 3]
-    assert seeds["baseline_test_acc"].tolist() == pytest.approx(base.tolist())
-    assert seeds["winner_test_acc"].tolist() == pytest.approx(winner.tolist())
+    assert seeds["baseline_test_acc [fraction]"].tolist() == pytest.approx(base.tolist())
+    assert seeds["winner_test_acc [fraction]"].tolist() == pytest.approx(winner.tolist())
     assert seeds["baseline_epoch"].tolist() == [2, 3, 2] and seeds["winner_epoch"].tolist() == [3, 3, 2]
     assert "| seed | baseline test acc % | winner test acc % |" in md and "| 1 | 78.0 | 84.0 |" in md
     assert "href='confirm.csv'" in page

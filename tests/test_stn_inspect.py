@@ -76,7 +76,7 @@ def test_report_includes_the_sigma_section_when_sigma_varies(tmp_path):
     page = index.read_text()
     assert "sigma_curve.png" in page and "failed" not in page
     table = pd.read_csv(tmp_path / "report" / "sigma_curve.csv")
-    assert table["test_acc/elastic_mean"].round(6).tolist() == [0.9, 0.6, 0.3]
+    assert table["test_acc/elastic_mean [fraction]"].round(6).tolist() == [0.9, 0.6, 0.3]
     assert table["ink_in_frame"].isna().all()  # no deformations.csv: the plot shows no ink line
 
 
