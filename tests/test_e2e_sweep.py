@@ -93,7 +93,7 @@ def test_killed_driver_resumes_from_checkpoints_with_each_epoch_once(mnist_dir, 
     proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     snapshot = {}
-    deadline = time.time() + 150
+    deadline = time.time() + SWEEP_TIMEOUT  # a guard against a hang only: a busy machine is slow
     try:
         # Kill once Tune's experiment snapshot shows a finished trial and, for every running trial, a checkpoint
         # of epoch >= 2: --resume restarts from what that snapshot records (written every 2 s, sweeps/runner.py).

@@ -38,7 +38,7 @@ def interrupt(mnist_dir, run: Path, signals: int) -> tuple[subprocess.CompletedP
     out_file, err_file = run.parent / f"{run.name}.out", run.parent / f"{run.name}.err"
     with open(out_file, "w") as out, open(err_file, "w") as err:
         proc = subprocess.Popen([sys.executable, *argv], cwd=ROOT, stdout=out, stderr=err, text=True)
-        deadline = time.time() + 240
+        deadline = time.time() + SWEEP_TIMEOUT  # a guard against a hang only: a busy machine is slow
         while time.time() < deadline and proc.poll() is None and not list((run / "logs").glob("*.parquet")):
             time.sleep(0.25)
         alive = proc.poll() is None

@@ -28,7 +28,7 @@ def test_killed_search_resumes_without_duplicates(mnist_dir, tmp_path):
             "--asha", "off", "--confirm", "off", "--no-report"]
     proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 150
+    deadline = time.time() + SWEEP_TIMEOUT  # a guard against a hang only: a busy machine is slow
     try:  # kill once some trials have finished and others are mid-way
         while time.time() < deadline and proc.poll() is None:
             time.sleep(0.25)
