@@ -7,7 +7,7 @@ import json
 import numbers
 from typing import Any, Iterator
 
-from helpers import run_cli, SWEEP_TIMEOUT
+from helpers import run_cli
 
 SECTIONS = {"features": "(a)", "heads": "(b)", "stn": "(c)", "concurrent": "(d)"}
 
