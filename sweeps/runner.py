@@ -93,6 +93,10 @@ def start_ray(address: str | None, verbose: bool = False):
     if address:
         context = ray.init(address=address, configure_logging=True, logging_level="WARNING")
     else:
+        # A local Ray starts one idle worker per CPU for the first driver. Tune never uses them: its trial actors
+        # carry their own runtime env (env_vars), which an idle worker started without it does not match, so each
+        # would import Ray for nothing and be killed later; tasks (the feature pass) start a worker when they need it.
+        os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
         context = ray.init(dashboard_host="127.0.0.1", configure_logging=True, logging_level="WARNING")
     filter_worker_output(verbose)
     return context

@@ -4,6 +4,9 @@ checkpoints damaged, resumed from checkpoints with each epoch logged once."""
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -19,14 +22,23 @@ CONTRACT = ["trial_id", "epoch", "train_loss", "train_acc", "test_loss", "test_a
 @pytest.fixture(scope="module")
 def smoke_run(mnist_dir, tmp_path_factory):
     run = tmp_path_factory.mktemp("stn") / "RUN"
+    # Ray's session folder of its own (a short path: Ray's sockets live there), to count the worker processes
+    ray_tmp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
     proc = run_cli("sweeps/stn_mnist.py", "--smoke-test", "--data-dir", str(mnist_dir), "--out", str(run),
-                   timeout=SWEEP_TIMEOUT)
+                   env={"RAY_TMPDIR": str(ray_tmp)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return run, proc
+    workers = len(list(ray_tmp.glob("ray/session_latest/logs/worker-*.out")))  # one file per worker process
+    shutil.rmtree(ray_tmp, ignore_errors=True)
+    return run, proc, workers
+
+
+def test_smoke_sweep_starts_one_worker_process_per_trial_slot(smoke_run):
+    # two trials side by side on two CPUs: two trial processes, and no idle workers that Tune cannot use
+    assert smoke_run[2] == 2
 
 
 def test_smoke_sweep_logs(smoke_run):
-    run, _ = smoke_run
+    run, *_ = smoke_run
     df = pd.read_parquet(run / "logs")
     assert set(CONTRACT) <= set(df.columns)
     assert {"config/seed", "config/lr", "config/batch_size", "config/epochs", "config/train_per_class"} <= set(df)
@@ -42,7 +54,7 @@ def test_smoke_sweep_logs(smoke_run):
 
 
 def test_smoke_sweep_report(smoke_run):
-    run, proc = smoke_run
+    run, proc, _ = smoke_run
     report = run / "report"
     for name in ("index.html", "report.md", "trials.csv", "test_acc.png", "test_loss.png"):
         assert (report / name).stat().st_size > 0, name
@@ -59,7 +71,7 @@ def test_smoke_sweep_report(smoke_run):
 
 
 def test_finished_sweep_is_not_overwritten_and_resume_adds_nothing(smoke_run, mnist_dir):
-    run, _ = smoke_run
+    run, *_ = smoke_run
     before = pd.read_parquet(run / "logs")
     refused = run_cli("sweeps/stn_mnist.py", "--smoke-test", "--data-dir", str(mnist_dir), "--out", str(run))
     assert refused.returncode == 2 and "pass --resume" in refused.stderr
