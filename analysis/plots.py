@@ -270,6 +270,10 @@ def plot_size_effect(table: pd.DataFrame, trials: pd.DataFrame, gcols: list[str]
             ax.yaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("training images per digit (train_per_class)")
         ax.set_ylabel("epoch" if "epoch" in col else SIZE_TITLES[col] + (" (%)" if "acc" in col else ""))
+        if "epoch" in col and (lim := ax.get_ylim())[1] - lim[0] < 2:
+            # a flat line gets ±5% around its value, too narrow for two whole epochs: the ticks would read 1.975
+            middle = round(sum(lim) / 2)
+            ax.set_ylim(middle - 1, middle + 1)
         ax.grid(alpha=0.3)
         if col == "best_test_loss":
             low, high = _positive_range(table_rows, shown, "best_test_loss_mean")

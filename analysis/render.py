@@ -2,9 +2,10 @@
 paragraphs, number formats, CSV bytes, and write_page (index.html, its Markdown twin and every section's files).
 
 Number formats, one each: fmt_num (4 significant digits, no exponent from 10,000 up), fmt_pm (mean ± std, both
-fixed-point with the same decimals; `decimals` picks them for a whole column), fmt_pct / fmt_pct_pm / fmt_ci (accuracy, a fraction in the logs and CSVs,
-shown in percent with one decimal). CSVs keep full precision and fractions: csv_bytes marks the accuracy columns
-its caller names with FRACTION (" [fraction]") in the header, and CSV_UNITS says so on the page.
+fixed-point with the same decimals; `decimals` picks them for a whole column), fmt_pct / fmt_pct_pm / fmt_ci
+(accuracy, a fraction in the logs and CSVs, shown in percent with one decimal). CSVs keep full precision and
+fractions: csv_bytes marks the accuracy columns its caller names with FRACTION (" [fraction]") in the header, and
+CSV_UNITS says so on the page.
 
     from analysis.render import csv_bytes, figure, paragraph, section, table, write_page
     s = section("Title", [paragraph("..."), table(frame), figure("name", "caption")], {"name.png": png})

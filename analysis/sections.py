@@ -255,7 +255,7 @@ def audit_section(d: RunData) -> Section | None:
         f"{f['stopped']} of {f['trials']} trials were stopped before their epoch budget ({reasons}).",
         f"Compute saved: {f['epochs_saved']} epochs not run (vs {f['epochs_run']} run), about "
         f"{fmt_num(f['compute_saved'])} {name} against running them to the full budget "
-        f"({fmt_num(f['saved_share'] * 100, 3)}% of what the sweep would have used; an estimate: epochs not run x the "
+        f"({fmt_pct(f['saved_share'], True)} of what the sweep would have used; an estimate: epochs not run x the "
         "trial's mean epoch time).",
         f"Winner: {f['winner']} ({f['winner_group']}), best accuracy {fmt_pct(f['winner_best'], True)}.",
         f"{f['ahead']} stopped trial(s) were ahead of the winner's best-so-far accuracy at their stopping epoch"

@@ -186,10 +186,10 @@ def trial_files(npz: Path, title: str) -> tuple[dict[str, bytes | str], list[tup
 
 def _heading(df_last: pd.DataFrame, trial_id: str, kind: str) -> str:
     row = df_last.loc[trial_id] if trial_id in df_last.index else None
-    accs = ", ".join(f"{c.removeprefix('test_acc/')} {row[c]:.2%}" for c in sorted(df_last.columns)
+    accs = ", ".join(f"{c.removeprefix('test_acc/')} {render.fmt_pct(row[c], True)}" for c in sorted(df_last.columns)
                      if row is not None and c.startswith("test_acc/") and pd.notna(row[c]))
     if not accs and row is not None:  # a run without per-variant metrics (stn_mnist)
-        accs = f"{row['test_acc']:.2%}"
+        accs = render.fmt_pct(row["test_acc"], True)
     epoch = int(row["epoch"]) if row is not None else "?"
     return f"{kind} STN, trial {trial_id} (epoch {epoch}; final accuracy {accs})"
 

@@ -12,8 +12,8 @@ is made in hindsight on the test set (optimistic).
 - Epochs to plateau: the first epoch whose best-so-far accuracy is within PLATEAU_PP (0.5 percentage points)
   of the final best.
 - compare_to_baseline: the best group against the baseline group and the median group: Δ accuracy, Δ epochs,
-  Δ seconds and Δ GPU-seconds per trial (training + feature-pass share); no Δ against a baseline that did not run its whole epoch budget
-  (baseline_unfinished says why).
+  Δ seconds and Δ GPU-seconds per trial (training + feature-pass share); no Δ against a baseline that did not run
+  its whole epoch budget (baseline_unfinished says why).
 - tuned_vs_baseline: the search's headline: the winning configuration against the baseline on the confirm phase's
   trials only (a Welch t interval on the difference of mean test accuracies), or, without a confirm phase, on the
   search's own trials (optimistic).
@@ -165,8 +165,9 @@ COMPARISON_ACCURACIES = ("best acc (best)", "best acc (reference)", DELTA_STATS[
 def compare_to_baseline(groups: pd.DataFrame, baseline: str | None, trials: pd.DataFrame | None = None
                         ) -> pd.DataFrame:
     """The best group (by mean best val_acc, or mean best test accuracy without validation; see rank_column)
-    against the baseline and against the median group (of an even number of groups, the upper middle one). With ``trials``, a baseline whose trials did not all run
-    their full budget gets no Δ and no accuracy, and its row's note says why (baseline_unfinished)."""
+    against the baseline and against the median group (of an even number of groups, the upper middle one). With
+    ``trials``, a baseline whose trials did not all run their full budget gets no Δ and no accuracy, and its row's
+    note says why (baseline_unfinished)."""
     key = rank_column(groups)
     ranked = groups.sort_values(key, ascending=False, kind="stable").reset_index(drop=True)
     best = ranked.iloc[0]

@@ -114,3 +114,24 @@ def test_no_size_variation_writes_no_size_effect(tmp_path):
     for png in ("test_acc.png", "test_loss.png"):
         width, _ = _png_size(out / png)
         assert width < 1100
+
+
+def test_epoch_panels_tick_whole_epochs_when_every_trial_peaks_at_the_same_epoch(tmp_path, monkeypatch):
+    # every trial's best accuracy and best loss at its last epoch: flat epoch lines, which matplotlib would pad
+    # by ±5% into ticks such as 3.975 and 4.025
+    from analysis import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_png", lambda fig: figures.append(fig) or PNG_MAGIC)
+    trials = [LogTrial(f"{size}-{seed}", {"model": "resnet50", "train_per_class": size, "seed": seed,
+                                         "epochs": EPOCHS},
+                       [epoch_metrics(0.5 + 0.1 * e + 0.01 * seed) for e in range(EPOCHS)])
+              for size in SIZES for seed in SEEDS]
+    build_report(_write_logs(tmp_path / "run", trials))
+    size_figure = next(f for f in figures if [a.get_title() for a in f.axes][:4] == [
+        "Best test accuracy", "Best test loss", "Epoch of best accuracy", "Epoch of best loss"])
+    for ax in size_figure.axes[2:4]:
+        low, high = ax.get_ylim()
+        ticks = [t for t in ax.get_yticks() if low <= t <= high]
+        assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks), ticks
+        assert low <= EPOCHS <= high
