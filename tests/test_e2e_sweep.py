@@ -100,7 +100,7 @@ def test_killed_driver_resumes_from_checkpoints_with_each_epoch_once(mnist_dir, 
     run = tmp_path / "RUN"
     # Two 2-epoch trials finish first; two 8-epoch trials are mid-way when the driver dies.
     args = ["sweeps/stn_mnist.py", "--data-dir", str(mnist_dir), "--out", str(run), "--set", "epochs=[2,8]",
-            "--seeds", "0", "1", "--train-per-class", "200", "--test-limit", "2000", "--no-report"]
+            "--seeds", "0", "1", "--train-per-class", "100", "--test-limit", "1000", "--no-report"]
     # Its own session, so the kill takes the local Ray with it, as a crashed machine would.
     proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)

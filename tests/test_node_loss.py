@@ -34,8 +34,8 @@ def test_worker_killed_mid_trial_resumes_elsewhere(mnist_dir, tmp_path):
     cluster.wait_for_nodes()
     run = tmp_path / "RUN"
     args = [sys.executable, "sweeps/stn_mnist.py", "--address", cluster.address, "--data-dir", str(mnist_dir),
-            "--out", str(run), "--epochs", str(EPOCHS), "--seeds", "0", "1", "--train-per-class", "200",
-            "--test-limit", "2000", "--max-failures", "3", "--no-report"]
+            "--out", str(run), "--epochs", str(EPOCHS), "--seeds", "0", "1", "--train-per-class", "100",
+            "--test-limit", "1000", "--max-failures", "3", "--no-report"]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + SWEEP_TIMEOUT  # a guard against a hang only: a busy machine is slow
