@@ -17,12 +17,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from helpers import one_error_line, run_cli, SWEEP_TIMEOUT
+from helpers import ROOT, one_error_line, run_cli, SWEEP_TIMEOUT
 
 
 @pytest.mark.parametrize("argv, needles", [
@@ -131,3 +132,16 @@ def test_resources_no_node_can_hold_are_one_line_not_a_hang(argv, needles, mnist
                    "--out", str(tmp_path / "run"), timeout=180)  # today's hang would hit the timeout
     one_error_line(proc, 2, *needles)
     assert not (tmp_path / "run" / "logs").exists()
+
+
+def test_a_dry_run_piped_into_head_is_not_a_failure():
+    # `--dry-run | head -1`: the reader closes the pipe while the configurations are still printing
+    seeds = [str(s) for s in range(400)]  # ~120 KB of configurations: more than a pipe holds
+    proc = subprocess.Popen([sys.executable, "sweeps/stn_mnist.py", "--dry-run", "--seeds", *seeds], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=SWEEP_TIMEOUT)
+    assert first.startswith("stn_mnist: 400 trial configuration(s)")
+    assert proc.returncode == 141, err[-2000:]  # as a shell reports a process ended by SIGPIPE
+    assert err == "", err[-2000:]  # no "error: Broken pipe ... continue with --resume", no traceback
