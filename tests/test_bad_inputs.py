@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from helpers import ROOT, one_error_line, run_cli, SWEEP_TIMEOUT
+from helpers import ROOT, one_error_line, run_cli, run_main, SWEEP_TIMEOUT
 
 
 @pytest.mark.parametrize("argv, needles", [
@@ -145,3 +145,17 @@ def test_a_dry_run_piped_into_head_is_not_a_failure():
     assert first.startswith("stn_mnist: 400 trial configuration(s)")
     assert proc.returncode == 141, err[-2000:]  # as a shell reports a process ended by SIGPIPE
     assert err == "", err[-2000:]  # no "error: Broken pipe ... continue with --resume", no traceback
+
+
+def test_address_auto_without_a_cluster_is_one_line(mnist_dir, tmp_path, monkeypatch):
+    # through the script's main() in this process, so that other Rays on this machine (other test files' local
+    # clusters) can be hidden from `auto` the way tests/test_resources.py hides them from check_address
+    from ray._private import services
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(services, "find_bootstrap_address", lambda temp_dir: None)
+    monkeypatch.setattr(services, "find_gcs_addresses", lambda: set())
+    proc = run_main("stn_mnist", "--address", "auto", "--smoke-test", "--data-dir", str(mnist_dir),
+                    "--out", str(tmp_path / "run"))
+    one_error_line(proc, 2, "--address auto", "no running Ray cluster found")
+    assert not (tmp_path / "run" / "logs").exists()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torchvision
 
-from helpers import run_cli
+from helpers import one_error_line, run_cli
 from trainables.data import DataError, check_mnist_files, load_mnist
 
 TRAIN_IMAGES, TRAIN_LABELS = "train-images-idx3-ubyte", "train-labels-idx1-ubyte"
@@ -165,3 +165,13 @@ def test_sweep_on_a_truncated_file_prints_one_error_line_and_downloads_nothing(c
     assert "Traceback" not in proc.stdout + proc.stderr
     assert "download" not in proc.stdout.lower()  # no "downloading it there" notice
     assert {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in path.parent.iterdir()} == before
+
+
+def test_sweep_on_an_empty_label_file_prints_one_error_line(copy, tmp_path):
+    # the command line, not just load_mnist: this case used to end in a 38-line traceback
+    path = raw(copy, TRAIN_LABELS)
+    path.write_bytes(b"")
+    proc = run_cli("sweeps/stn_mnist.py", "--data-dir", str(copy), "--out", str(tmp_path / "run"),
+                   "--epochs", "1", "--seeds", "0", env=OFFLINE)
+    one_error_line(proc, 2, str(path), "is 0 bytes (empty)")
+    assert not (tmp_path / "run" / "logs").exists()
