@@ -118,12 +118,13 @@ def run_study(study: Study, argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # before the Tuner runs, or a second Ctrl-C during its last snapshot
         print(f"\ninterrupted: {_continue_hint(args)}", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # stdout went away (`--dry-run | head`): the reader has what it wanted, and this is no sweep failure to
-        # resume. Point stdout at /dev/null so that the exit's own flush does not fail again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141  # what a shell reports for a process ended by SIGPIPE
     except Exception as err:
+        if isinstance(err, BrokenPipeError) and args.dry_run:
+            # `--dry-run | head`: the reader has what it wanted and nothing ran, so there is nothing to resume.
+            # (In a sweep, a broken pipe is an environment failure like any other: the resume hint below.) Point
+            # stdout at /dev/null so that the exit's own flush does not fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141  # what a shell reports for a process ended by SIGPIPE
         # The environment failed under the sweep: a full disk, a folder gone, the cluster lost. The logs are
         # written atomically, so what is there is whole. Anything else is our own bug: its traceback helps.
         cause = _environment_cause(err)

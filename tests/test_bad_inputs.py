@@ -159,3 +159,21 @@ def test_address_auto_without_a_cluster_is_one_line(mnist_dir, tmp_path, monkeyp
                     "--out", str(tmp_path / "run"))
     one_error_line(proc, 2, "--address auto", "no running Ray cluster found")
     assert not (tmp_path / "run" / "logs").exists()
+
+
+def test_a_broken_pipe_in_a_sweep_is_still_an_environment_failure(tmp_path, capsys):
+    # only a dry run ends quietly on a broken pipe; a sweep that loses one gets the line with the command that
+    # continues it (the failure here comes from the data load, before Ray starts)
+    from sweeps.runner import Study, run_study
+    from trainables.stn import STNConfig
+
+    def lost(data_dir):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    study = Study(name="pipe", doc=None, trainable=lambda config, data=None: None, config_cls=STNConfig,
+                  load_data=lost)
+    code = run_study(study, ["--out", str(tmp_path / "run"), "--seeds", "0"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Broken pipe" in errors[0] and "--resume --out" in errors[0], err
