@@ -1,5 +1,5 @@
 """Benchmark: the project's GPU paths against their limits and baselines, in one prepared run sized for at most
-5 minutes on one H100/H200. Prints a progress line per step and a table of every figure against its target;
+6 minutes on one H100/H200. Prints a progress line per step and a table of every figure against its target;
 --json PATH also writes the figures (each target: measured, target, met) with the device and the torch version.
 
   (a) features    the project's feature pass (`compute_features`: the 28 px → 224 px adapter, bf16 autocast,
@@ -22,6 +22,10 @@
   (d) concurrent  four STN trainings at once on the one GPU, each its own process (what `--gpus-per-trial 0.25`
                   packs), against one alone; throughput = images trained and tested per second of wall time over
                   all processes. Target: >= 2.5x the throughput of one.
+  (e) dtype       the grid's heads (both backbones) trained on fp32 features and again on bf16 features of the
+                  same images, same seeds, in the CPU workers of (b): how far the features differ (relative norm)
+                  and the final test accuracy of each pair. Target (ours; the issue asks for the comparison):
+                  bf16 features keep >= 99.5% of the fp32 heads' mean test accuracy.
 
     python benchmarks/gpu.py --json gpu.json                  # on the GPU machine (data: ../shared/data/mnist-5k)
     python benchmarks/gpu.py --sections stn concurrent        # some sections only
@@ -52,6 +56,7 @@ import tempfile
 import time
 import traceback
 from contextlib import contextmanager, nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -84,7 +89,7 @@ for _name in ABSENT_ON_GPU_MACHINE:
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist-5k"
-SECTIONS = {"features": "(a)", "heads": "(b)", "stn": "(c)", "concurrent": "(d)"}
+SECTIONS = {"features": "(a)", "heads": "(b)", "stn": "(c)", "concurrent": "(d)", "dtype": "(e)"}
 BARRIER_TIMEOUT_S = 600  # a worker that never arrives ends its section with an error instead of hanging the run
 
 # What a run measures: the paper's sizes on a GPU, and tiny ones for --smoke; an option given explicitly wins.
@@ -92,11 +97,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     "full": dict(models=["resnet50", "vgg19"], image_size=224, weights="auto", sizes=[10, 30, 50, 70, 90],
                  seeds=[0, 1, 2], head_epochs=50, test_limit=10_000, head_workers=None, stn_tile=12,
                  stn_train_limit=None, stn_test_limit=None, stn_epochs=20, tutorial_epochs=2, num_workers=4,
-                 compile_mode="reduce-overhead", procs=4, proc_epochs=4, val_per_class=None),
+                 compile_mode="reduce-overhead", procs=4, proc_epochs=4, val_per_class=None,
+                 dtype_models=["resnet50", "vgg19"]),
     "smoke": dict(models=["resnet50", "vgg19"], image_size=32, weights="none", sizes=[1, 2], seeds=[0, 1],
                   head_epochs=1, test_limit=20, head_workers=2, stn_tile=2, stn_train_limit=256,
                   stn_test_limit=200, stn_epochs=2, tutorial_epochs=1, num_workers=1, compile_mode="default",
-                  procs=2, proc_epochs=1, val_per_class=1),
+                  procs=2, proc_epochs=1, val_per_class=1,
+                  dtype_models=["resnet50"]),  # a CPU without native bf16 emulates it: VGG19 would dominate the run
 }
 
 
@@ -228,15 +235,11 @@ def _head_trial(config: dict[str, Any]) -> dict[str, Any]:
             "device": pick_device(None).type}
 
 
-def section_heads(a: argparse.Namespace, data: MnistData, device: torch.device) -> dict[str, Any]:
-    configs = grid_configs(a, data)
-    workers = a.head_workers or cores()
-    say(f"  {len(configs)} trials x {a.head_epochs} epochs, batch {configs[0].batch_size}, "
-        f"{configs[0].test_limit:,} test images; {workers} worker processes")
-    t0 = time.perf_counter()
-    feats = prepare_features(data, configs, device)
-    features_s = time.perf_counter() - t0
-    say(f"  features: {features_s:.1f} s")
+def train_heads(configs: list[TransferConfig], feats: dict[str, FeatureSet], data: MnistData, workers: int
+                ) -> dict[str, Any]:
+    """Every config's head trial in `workers` CPU worker processes, the features handed over as one
+    memory-mapped file. Returns the seconds of the hand-over, of starting the workers and of the heads, and each
+    trial's result in the order of `configs`."""
     ctx = worker_context()
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -257,15 +260,29 @@ def section_heads(a: argparse.Namespace, data: MnistData, device: torch.device) 
         finally:
             pool.terminate()
             pool.join()
-    if {t["device"] for t in trials} != {"cpu"} or any(t["epochs"] != a.head_epochs for t in trials):
-        raise RuntimeError(f"head trials did not all train {a.head_epochs} epochs on the CPU: {trials}")
-    total = features_s + handoff_s + heads_s
-    say(f"  heads: {heads_s:.1f} s; features + hand-over + heads = {total:.1f} s")
+    epochs = {c.epochs for c in configs}
+    if {t["device"] for t in trials} != {"cpu"} or {t["epochs"] for t in trials} != epochs:
+        raise RuntimeError(f"head trials did not all train {epochs} epochs on the CPU: {trials}")
+    return {"handoff_s": handoff_s, "workers_start_s": start_s, "heads_s": heads_s, "trials": trials}
+
+
+def section_heads(a: argparse.Namespace, data: MnistData, device: torch.device) -> dict[str, Any]:
+    configs = grid_configs(a, data)
+    workers = a.head_workers or cores()
+    say(f"  {len(configs)} trials x {a.head_epochs} epochs, batch {configs[0].batch_size}, "
+        f"{configs[0].test_limit:,} test images; {workers} worker processes")
+    t0 = time.perf_counter()
+    feats = prepare_features(data, configs, device)
+    features_s = time.perf_counter() - t0
+    say(f"  features: {features_s:.1f} s")
+    run = train_heads(configs, feats, data, workers)
+    trials = run.pop("trials")
+    total = features_s + run["handoff_s"] + run["heads_s"]
+    say(f"  heads: {run['heads_s']:.1f} s; features + hand-over + heads = {total:.1f} s")
     accs = [t["test_acc"] for t in trials]
-    return {"trials": len(configs), "epochs": a.head_epochs, "workers": workers, "features_s": features_s,
-            "handoff_s": handoff_s, "workers_start_s": start_s, "heads_s": heads_s, "total_s": total,
-            "trial_cpu_s": sum(t["seconds"] for t in trials), "longest_trial_s": max(t["seconds"] for t in trials),
-            "mean_test_acc": statistics.mean(accs),
+    return {"trials": len(configs), "epochs": a.head_epochs, "workers": workers, "features_s": features_s, **run,
+            "total_s": total, "trial_cpu_s": sum(t["seconds"] for t in trials),
+            "longest_trial_s": max(t["seconds"] for t in trials), "mean_test_acc": statistics.mean(accs),
             "targets": [target("grid: features + heads", total, "<=", 30.0, "s")]}
 
 
@@ -439,6 +456,42 @@ def section_concurrent(a: argparse.Namespace, data: MnistData, device: torch.dev
             "targets": [target(f"{a.procs} STN trainings on one device / one alone", ratio, ">=", 2.5, "x")]}
 
 
+# --------------------------------------------------------------------------------------------------- (e) dtype
+
+def section_dtype(a: argparse.Namespace, data: MnistData, device: torch.device) -> dict[str, Any]:
+    """The paper grid's heads trained on fp32 features and on bf16 features of the same images (the same seeds,
+    so a pair differs only in the backbone's compute dtype): the features' relative difference and the heads'
+    final test accuracy, per backbone and paired per trial. On the CPU the bf16 pass is CPU autocast."""
+    base = [c for c in grid_configs(a, data) if c.model in a.dtype_models]
+    configs = {d: [replace(c, feature_dtype=d) for c in base] for d in ("fp32", "bf16")}
+    workers = a.head_workers or cores()
+    say(f"  {len(base)} trials x {a.head_epochs} epochs on fp32 features, the same on bf16 features; "
+        f"{workers} worker processes")
+    feats = prepare_features(data, configs["fp32"] + configs["bf16"], device)
+    out: dict[str, Any] = {"trials": len(base), "epochs": a.head_epochs, "backbones": {}, "pairs": []}
+    for model in a.dtype_models:
+        f32, b16 = (feats[next(c for c in configs[d] if c.model == model).cache_key(device)] for d in configs)
+        rel = lambda x, y: float((x - y).norm() / y.norm())  # noqa: E731
+        out["backbones"][model] = {"feature_rel_diff_train": rel(b16.train, f32.train),
+                                   "feature_rel_diff_test": rel(b16.test, f32.test)}
+    accs = {d: [t["test_acc"] for t in train_heads(cs, feats, data, workers)["trials"]] for d, cs in configs.items()}
+    for c, x32, x16 in zip(base, accs["fp32"], accs["bf16"]):
+        out["pairs"].append({"model": c.model, "train_per_class": c.train_per_class, "seed": c.seed,
+                             "fp32_test_acc": x32, "bf16_test_acc": x16})
+    for model, row in out["backbones"].items():
+        pairs = [p for p in out["pairs"] if p["model"] == model]
+        row["fp32_mean_test_acc"] = statistics.mean(p["fp32_test_acc"] for p in pairs)
+        row["bf16_mean_test_acc"] = statistics.mean(p["bf16_test_acc"] for p in pairs)
+        diffs = [p["bf16_test_acc"] - p["fp32_test_acc"] for p in pairs]
+        row["mean_diff_acc"], row["largest_abs_diff_acc"] = statistics.mean(diffs), max(map(abs, diffs))
+        say(f"  {model}: features differ by {row['feature_rel_diff_test']:.2%} (relative norm); mean test accuracy "
+            f"fp32 {row['fp32_mean_test_acc']:.2%}, bf16 {row['bf16_mean_test_acc']:.2%}, pairs differ by "
+            f"{row['mean_diff_acc']:+.2%} on average, {row['largest_abs_diff_acc']:.2%} at most")
+    ratio = statistics.mean(accs["bf16"]) / max(statistics.mean(accs["fp32"]), 1e-9)
+    out["targets"] = [target("heads' mean test acc: bf16 / fp32 features", ratio, ">=", 0.995, "x")]
+    return out
+
+
 # ------------------------------------------------------------------------------------------------------- main
 
 def resolve_weights(choice: str, models: list[str]) -> str:
@@ -491,6 +544,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     g.add_argument("--proc-epochs", type=int, help="timed epochs of each STN training in (d)")
     g.add_argument("--val-per-class", type=int,
                    help="the grid's validation images per digit (default: the sweep's, a tenth of the smallest digit)")
+    g.add_argument("--dtype-models", nargs="+", help="backbones whose heads (e) trains on fp32 and bf16 features")
     a = p.parse_args(argv)
     for key, value in PRESETS["smoke" if a.smoke else "full"].items():
         if getattr(a, key) is None:
@@ -532,7 +586,8 @@ def main(argv: list[str] | None = None) -> int:
             tmp.write_text(json.dumps(out, indent=2))
             tmp.replace(a.json)
 
-    run = {"features": section_features, "heads": section_heads, "stn": section_stn, "concurrent": section_concurrent}
+    run = {"features": section_features, "heads": section_heads, "stn": section_stn, "concurrent": section_concurrent,
+           "dtype": section_dtype}
     for name in a.sections:
         say(f"{SECTIONS[name]} {name} ({time.perf_counter() - t_start:.0f} s into the run)")
         t0 = time.perf_counter()

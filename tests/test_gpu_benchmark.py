@@ -9,7 +9,7 @@ from typing import Any, Iterator
 
 from helpers import run_cli
 
-SECTIONS = {"features": "(a)", "heads": "(b)", "stn": "(c)", "concurrent": "(d)"}
+SECTIONS = {"features": "(a)", "heads": "(b)", "stn": "(c)", "concurrent": "(d)", "dtype": "(e)"}
 
 
 def numbers_in(tree: Any, path: str = "") -> Iterator[tuple[str, float]]:
@@ -36,8 +36,9 @@ def test_gpu_benchmark_smoke_runs_every_section(mnist_dir, tmp_path):
     assert set(figures["sections"]) == set(SECTIONS)
     for name, section in figures["sections"].items():
         found = list(numbers_in(section))
-        # Accuracies after one tiny epoch may be 0; every time, count, rate and ratio must be positive.
-        bad = [(path, value) for path, value in found if not path.endswith("_acc") and not value > 0]
+        # Accuracies after one tiny epoch (and their differences) may be 0, seeds are; every time, count, rate and
+        # ratio must be positive.
+        bad = [(path, value) for path, value in found if not path.endswith(("_acc", ".seed")) and not value > 0]
         assert found and not bad, (name, bad)
         assert section["targets"], name
     assert {t["section"] for t in figures["targets"]} == set(SECTIONS.values())
@@ -48,3 +49,10 @@ def test_gpu_benchmark_smoke_runs_every_section(mnist_dir, tmp_path):
     assert sections["heads"]["trials"] == 8 and sections["heads"]["workers"] == 2
     assert sections["stn"]["compiled"]["compile_s"] > 0 and "compile_s" not in sections["stn"]["ours"]
     assert sections["concurrent"]["alone"]["processes"] == 1 and sections["concurrent"]["shared"]["processes"] == 2
+    # (e): the smoke grid's resnet50 trials, each trained on fp32 and on bf16 features of the same images.
+    dtype = sections["dtype"]
+    assert set(dtype["backbones"]) == {"resnet50"} and dtype["trials"] == 4 and len(dtype["pairs"]) == 4
+    assert {(p["train_per_class"], p["seed"]) for p in dtype["pairs"]} == {(1, 0), (1, 1), (2, 0), (2, 1)}
+    assert all(0 <= p[f"{d}_test_acc"] <= 1 for p in dtype["pairs"] for d in ("fp32", "bf16"))
+    # bf16 autocast really ran: the features differ from fp32's, by rounding (well under a tenth), not by more.
+    assert 0 < dtype["backbones"]["resnet50"]["feature_rel_diff_test"] < 0.1
