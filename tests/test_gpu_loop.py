@@ -1,8 +1,10 @@
 """The loop's device-side path: the epoch order pinned on CPU, CPU results unchanged from the per-batch-indexing
-loop, no host syncs in the step loop on CUDA (when there is one), cuDNN autotuning only on CUDA, the warm-up
-leaving training state alone, and the opt-in torch.compile with its compile_seconds metric."""
+loop, no host syncs in the step loop on CUDA (when there is one), the step recorded as CUDA graphs giving the
+eager loop's results (CUDA only), cuDNN autotuning only on CUDA, the warm-up leaving training state alone, and
+the opt-in torch.compile with its compile_seconds metric."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 
@@ -13,8 +15,8 @@ from torch import nn
 
 from test_loop import KeepStates  # the resume tests' reporter
 from trainables.config import ConfigError, SGDConfig
-from trainables.loop import (COMPILE_MODES, MemoryReporter, _cudnn_benchmark, epoch_generator, eval_sums,
-                             evaluate, fit, train_one_epoch, train_sums, warm_up)
+from trainables.loop import (COMPILE_MODES, CudaGraphSteps, MemoryReporter, _cudnn_benchmark, compile_model,
+                             epoch_generator, eval_sums, evaluate, fit, train_one_epoch, train_sums, warm_up)
 
 CPU = torch.device("cpu")
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -205,3 +207,101 @@ def test_cuda_order_is_seeded_and_reproducible():
     a = draw(3, 1)
     assert torch.equal(a, draw(3, 1)) and not torch.equal(a, draw(3, 2))
     assert torch.equal(a.sort().values, torch.arange(5000))
+
+
+def test_cuda_graph_steps_take_sgd_without_dampening_only():
+    params = list(nn.Linear(2, 2).parameters())
+    assert CudaGraphSteps.supported(torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=1e-4))
+    assert not CudaGraphSteps.supported(torch.optim.SGD(params, lr=0.1, momentum=0.9, dampening=0.1))
+    assert not CudaGraphSteps.supported(torch.optim.Adam(params, lr=0.1))
+
+
+def test_compile_modes_leave_cuda_graphs_to_the_loop_on_cuda(monkeypatch):
+    asked = []
+    monkeypatch.setattr(torch, "compile", lambda model, mode, dynamic: asked.append(mode) or model)
+    model = nn.Linear(2, 2)
+    assert compile_model(model, "off", torch.device("cuda")) is model
+    for mode in COMPILE_MODES[1:]:
+        compile_model(model, mode, torch.device("cuda"))
+        compile_model(model, mode, CPU)
+    # inductor's cudagraph trees cannot run inside the loop's own recording: on CUDA no mode asks for them.
+    assert asked == ["default", "default", "default", "reduce-overhead", "max-autotune-no-cudagraphs",
+                     "max-autotune"]
+
+
+def _graph_vs_eager(model_fn, epochs=3, lrs=(0.05, 0.05, 0.01)):
+    """Train the same model eagerly and through CudaGraphSteps on CUDA (batch 16 over 203 items: a short last
+    batch, so two graphs; the learning rate changed after epoch 2, so a re-recording): metrics and parameters."""
+    dev = torch.device("cuda")
+    x, y = (t.to(dev) for t in blobs(203))
+    runs = []
+    for graphed in (False, True):
+        torch.manual_seed(0)
+        model = model_fn().to(dev)
+        opt = torch.optim.SGD(model.parameters(), lr=lrs[0], momentum=0.9, weight_decay=1e-3)
+        steps = CudaGraphSteps(model, opt, x, y) if graphed else None
+        metrics = []
+        for e in range(epochs):
+            for g in opt.param_groups:
+                g["lr"] = lrs[e]
+            metrics.append(train_one_epoch(model, x, y, opt, batch_size=16, generator=epoch_generator(0, e + 1, dev),
+                                           device=dev, steps=steps))
+        runs.append((metrics, [p.detach().cpu() for p in model.parameters()], steps))
+    return runs
+
+
+@CUDA
+def test_cuda_graph_steps_give_the_eager_loops_results():
+    (m_eager, p_eager, _), (m_graph, p_graph, steps) = _graph_vs_eager(
+        lambda: nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 2)))
+    assert sorted(steps.graphs) == [11, 16] and steps.settings[0][0] == 0.01  # re-recorded at the new rate
+    for a, b in zip(m_eager, m_graph):
+        assert a["acc"] == pytest.approx(b["acc"], abs=1 / 203) and a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(p_eager, p_graph))
+
+
+@CUDA
+def test_cuda_graph_steps_replay_without_host_syncs():
+    dev = torch.device("cuda")
+    model = nn.Sequential(nn.Linear(2, 16), nn.Dropout(0.2), nn.ReLU(), nn.Linear(16, 2)).to(dev)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x, y = (t.to(dev) for t in blobs(1000))
+    steps = CudaGraphSteps(model, opt, x, y)
+    order = torch.randperm(len(y), generator=epoch_generator(0, 1, dev), device=dev)
+    steps.sums(order, batch_size=64)  # records the graphs (their warm-up may sync)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        sums = steps.sums(order, batch_size=64)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    loss_sum, correct = sums.tolist()
+    assert 0 < loss_sum and 0 <= correct <= 1000
+
+
+class _HostSync(nn.Module):
+    """A model whose forward asks the host for a value: it cannot be recorded as a CUDA graph."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(2, 2)
+
+    def forward(self, x):
+        return self.fc(x) * (1.0 if x.abs().max().item() >= 0 else 0.0)
+
+
+@CUDA
+def test_fit_on_cuda_falls_back_to_eager_steps_when_recording_fails():
+    runs = []
+    for device in (CPU, torch.device("cuda")):
+        torch.manual_seed(0)
+        model = _HostSync()
+        rep = MemoryReporter()
+        with pytest.warns(RuntimeWarning, match="without CUDA graphs") if device.type == "cuda" else \
+                contextlib.nullcontext():
+            fit(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), None, train=blobs(200),
+                tests={"test": blobs(50, 1)}, epochs=2, batch_size=32, seed=0, device=device, reporter=rep)
+        runs.append(rep.rows)
+    cpu, cuda = runs
+    assert [r["epoch"] for r in cuda] == [1, 2]
+    assert cuda[-1]["test_acc"] == pytest.approx(cpu[-1]["test_acc"], abs=0.1)  # it trained (its own order)

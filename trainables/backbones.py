@@ -203,11 +203,32 @@ def embed_batches(net: TransferNet, images: torch.Tensor, *, device: torch.devic
                   feature_dtype: str = "auto") -> Iterator[torch.Tensor]:
     """Head inputs one batch at a time, backbone in eval mode, float32 on the CPU; `feature_dtype` (auto, fp32,
     bf16) and the device set the net's dtype, batch size and layout (`feature_settings`). One batch at a time so
-    that a caller can report progress between batches."""
+    that a caller can report progress between batches.
+
+    On CUDA the images go to the device once and each batch's features come back through pinned memory while
+    the next batch computes: a batch is yielded only after the following one was queued, so the GPU never idles
+    while the host takes a result."""
     net.compute_dtype, batch_size, net.channels_last = feature_settings(device, feature_dtype)
     net.eval().to(device, memory_format=torch.channels_last if net.channels_last else None)
+    if torch.device(device).type != "cuda":
+        for i in range(0, len(images), batch_size):
+            yield net.embed(images[i:i + batch_size].to(device)).float().cpu()
+        return
+    images = images.to(device)
+    pending: tuple[torch.Tensor, torch.cuda.Event] | None = None
     for i in range(0, len(images), batch_size):
-        yield net.embed(images[i:i + batch_size].to(device)).float().cpu()
+        out = net.embed(images[i:i + batch_size]).float()
+        host = torch.empty(out.shape, dtype=out.dtype, pin_memory=True)
+        host.copy_(out, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        if pending is not None:
+            pending[1].synchronize()
+            yield pending[0]
+        pending = host, done
+    if pending is not None:
+        pending[1].synchronize()
+        yield pending[0]
 
 
 def compute_features(net: TransferNet, images: torch.Tensor, *, device: torch.device,

@@ -99,17 +99,21 @@ def _batch_sizes(n: int, batch_size: int) -> list[int]:
 
 
 def train_one_epoch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, optimizer: torch.optim.Optimizer,
-                    *, batch_size: int, generator: torch.Generator, device: torch.device) -> dict[str, float]:
+                    *, batch_size: int, generator: torch.Generator, device: torch.device,
+                    steps: CudaGraphSteps | None = None) -> dict[str, float]:
     """One pass over (images, labels) in an order drawn from `generator`; mean cross-entropy and accuracy.
 
     The order is `torch.randperm` drawn on the generator's device: a CPU generator gives the order (and on CPU
     the results) the loop always gave; a CUDA one (`epoch_generator`) draws it on the GPU. Nothing in the step
     loop copies between host and device or waits for the device: the data and the order move to `device` at
     most once per call (`fit` already keeps them there), batches are index_select gathers on the device, and the
-    sums stay there until one transfer at the end."""
+    sums stay there until one transfer at the end. `steps` (CUDA), built over the same model, optimizer, images
+    and labels, replays each step as one CUDA graph instead of launching it kernel by kernel."""
     model.train()
     images, labels = images.to(device), labels.to(device)
     order = torch.randperm(len(labels), generator=generator, device=generator.device).to(device)
+    if steps is not None:
+        return _means(steps.sums(order, batch_size=batch_size), len(labels))
     return _means(train_sums(model, images, labels, order, optimizer, batch_size=batch_size), len(labels))
 
 
@@ -129,6 +133,114 @@ def train_sums(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, ord
         total_loss += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
     return torch.stack([total_loss.double(), correct.double()])  # exact: counts stay far below 2**53
+
+
+class GraphRecordingFailed(RuntimeError):
+    """A training step could not be recorded as a CUDA graph; the training state is as it was before."""
+
+
+class CudaGraphSteps:
+    """The training step of `train_sums` (gather the batch, forward, cross-entropy, backward, optimizer step, the
+    epoch's sums) recorded as one CUDA graph per batch size and replayed: one launch per step instead of one per
+    kernel, which is what a small model on a fast GPU is bound by. The batch's indices are the graph's one input,
+    copied device to device before each replay; the data, parameters and sums never leave the GPU.
+
+    Recording needs a few eager warm-up steps (cuDNN's autotuning, the optimizer's momentum buffers); their effect
+    is undone (parameters, buffers, optimizer state and the CUDA RNG restored; momentum buffers created by them
+    zeroed, which with dampening 0 is the same first step as SGD's clone of the gradient). SGD reads its learning
+    rate and momentum as Python numbers, which a recording freezes: a step is recorded again when they change (the
+    scheduler steps between epochs). Only SGD with dampening 0 is supported (`supported`); `fit` falls back to the
+    eager loop otherwise, or when recording fails (a model that synchronises with the host cannot be recorded)."""
+
+    WARMUP_STEPS = 3
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
+                 labels: torch.Tensor):
+        self.model, self.optimizer, self.images, self.labels = model, optimizer, images, labels
+        self.device = images.device
+        self.loss_sum = torch.zeros((), device=self.device)
+        self.correct = torch.zeros((), device=self.device, dtype=torch.long)
+        self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+        self.settings: tuple | None = None
+
+    @staticmethod
+    def supported(optimizer: torch.optim.Optimizer) -> bool:
+        return type(optimizer) is torch.optim.SGD and all(
+            g["dampening"] == 0 and not g.get("differentiable") and not isinstance(g["lr"], torch.Tensor)
+            for g in optimizer.param_groups)
+
+    def _step(self, idx: torch.Tensor) -> None:
+        x, y = self.images.index_select(0, idx), self.labels.index_select(0, idx)
+        logits = self.model(x)
+        loss = F.cross_entropy(logits, y)
+        loss.backward()
+        self.optimizer.step()
+        self.loss_sum += loss.detach() * len(idx)
+        self.correct += (logits.argmax(1) == y).sum()
+
+    def _snapshot(self) -> dict[str, Any]:
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        return {"tensors": [(t, t.detach().clone()) for t in [*self.model.parameters(), *self.model.buffers()]],
+                "state": {p: {k: v.clone() for k, v in self.optimizer.state[p].items() if isinstance(v, torch.Tensor)}
+                          for p in params if p in self.optimizer.state},
+                "params": params, "rng": torch.cuda.get_rng_state(self.device)}
+
+    @torch.no_grad()
+    def _restore(self, saved: dict[str, Any]) -> None:
+        for t, value in saved["tensors"]:
+            t.copy_(value)
+        for p in saved["params"]:
+            before = saved["state"].get(p)
+            for k, v in self.optimizer.state.get(p, {}).items():
+                if not isinstance(v, torch.Tensor):
+                    continue
+                if before is not None and k in before:
+                    v.copy_(before[k])
+                else:
+                    v.zero_()
+        torch.cuda.set_rng_state(saved["rng"], self.device)
+
+    def _record(self, size: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
+        idx = torch.arange(size, device=self.device)
+        saved = self._snapshot()
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(self.WARMUP_STEPS):
+                self.optimizer.zero_grad(set_to_none=True)
+                self._step(idx)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        self._restore(saved)
+        graph = torch.cuda.CUDAGraph()
+        self.optimizer.zero_grad(set_to_none=True)  # the graph owns the gradients: each replay writes them afresh
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            self._step(idx)
+        return graph, idx
+
+    def sums(self, order: torch.Tensor, *, batch_size: int) -> torch.Tensor:
+        """`train_sums` over `order` by graph replays: (summed loss, correct count) as a float64 device tensor."""
+        settings = tuple((g["lr"], g["momentum"], g["weight_decay"], g["nesterov"], g["maximize"])
+                         for g in self.optimizer.param_groups)
+        if settings != self.settings:
+            self.graphs.clear()
+            self.settings = settings
+        for size in _batch_sizes(len(order), batch_size):  # before the sums are cleared: warm-ups add to them
+            if size not in self.graphs:
+                saved = self._snapshot()
+                try:
+                    self.graphs[size] = self._record(size)
+                except Exception as err:
+                    torch.cuda.synchronize(self.device)
+                    self._restore(saved)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    raise GraphRecordingFailed(f"{type(err).__name__}: {err}") from err
+        self.loss_sum.zero_()
+        self.correct.zero_()
+        for batch in order.split(batch_size):
+            graph, idx = self.graphs[len(batch)]
+            idx.copy_(batch)
+            graph.replay()
+        return torch.stack([self.loss_sum.double(), self.correct.double()])
 
 
 @torch.inference_mode()
@@ -178,29 +290,24 @@ def evaluate_splits(model: nn.Module, tests: Mapping[str, Split], *, device: tor
     return out
 
 
-class _MarkSteps(nn.Module):
-    """A CUDA-graphed compiled model that starts a new graph step at every call: each call's outputs are used up
-    before the next (the loss backpropagated, the sums taken), so the graphs may reuse their memory."""
-
-    def __init__(self, compiled: nn.Module):
-        super().__init__()
-        self.compiled = compiled
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        torch.compiler.cudagraph_mark_step_begin()
-        return self.compiled(x)
+# On CUDA the step's CUDA graphs are CudaGraphSteps' own (one graph for the whole step, optimizer included), so
+# inductor compiles without its cudagraph trees: a graph cannot be recorded inside another.
+INDUCTOR_MODE_ON_CUDA = {"default": "default", "reduce-overhead": "default",
+                         "max-autotune": "max-autotune-no-cudagraphs"}
 
 
-def compile_model(model: nn.Module, mode: str) -> nn.Module:
+def compile_model(model: nn.Module, mode: str, device: torch.device | None = None) -> nn.Module:
     """`model` itself for mode "off", else a torch.compile'd module sharing its parameters (train through it; save
     and inspect `model`, whose state has no `_orig_mod.` prefix). Shapes are compiled static (`dynamic=False`): a
-    pass has two batch sizes, and CUDA graphs (reduce-overhead, max-autotune) need one graph per shape anyway."""
+    pass has two batch sizes, and CUDA graphs need one graph per shape anyway. On CUDA the modes compile without
+    inductor's CUDA graphs (`INDUCTOR_MODE_ON_CUDA`): `fit` records the whole step itself (`CudaGraphSteps`)."""
     if mode not in COMPILE_MODES:
         raise ValueError(f"compile = {mode!r}: choose one of {', '.join(map(repr, COMPILE_MODES))}")
     if mode == "off":
         return model
-    compiled = torch.compile(model, mode=mode, dynamic=False)
-    return _MarkSteps(compiled) if mode in ("reduce-overhead", "max-autotune") else compiled
+    if device is not None and device.type == "cuda":
+        mode = INDUCTOR_MODE_ON_CUDA[mode]
+    return torch.compile(model, mode=mode, dynamic=False)
 
 
 def warm_up(net: nn.Module, train: Split, tests: Mapping[str, Split], *, batch_size: int,
@@ -485,15 +592,23 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, *, t
         tests = {k: tuple(t.to(device) for t in v) for k, v in tests.items()}
         val = tuple(t.to(device) for t in val) if val is not None else None
     with _cudnn_benchmark(device):
-        net = compile_model(model, compile)
+        net = compile_model(model, compile, device)
         compile_seconds = None
         if net is not model and start < epochs:
             compile_seconds = warm_up(net, train, tests, batch_size=batch_size, device=device)
+        steps = (CudaGraphSteps(net, optimizer, *train)
+                 if device.type == "cuda" and CudaGraphSteps.supported(optimizer) else None)
         for epoch in range(start + 1, epochs + 1):
             lr = optimizer.param_groups[0]["lr"]
             t0 = time.perf_counter()
             gen = epoch_generator(seed, epoch, device)
-            tr = train_one_epoch(net, *train, optimizer, batch_size=batch_size, generator=gen, device=device)
+            try:
+                tr = train_one_epoch(net, *train, optimizer, batch_size=batch_size, generator=gen, device=device,
+                                     steps=steps)
+            except GraphRecordingFailed as why:  # nothing trained yet this epoch: train it eagerly
+                warnings.warn(f"training without CUDA graphs: {why}", RuntimeWarning, stacklevel=2)
+                steps = None
+                tr = train_one_epoch(net, *train, optimizer, batch_size=batch_size, generator=gen, device=device)
             te = evaluate_splits(net, tests, device=device, val=val)
             seconds = time.perf_counter() - t0
             if scheduler is not None:
