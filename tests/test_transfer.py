@@ -229,3 +229,15 @@ def test_tutorial_mode_on_cpu_runs_the_backbone_in_fp32_nchw(mnist, monkeypatch)
                          epochs=1, backbone_mode="tutorial")
     train_transfer(cfg.to_dict(), mnist, None, MemoryReporter())
     assert [(n.compute_dtype, n.channels_last) for n in built] == [(torch.float32, False)]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_feature_pass_returns_every_batch_in_order():
+    torch.manual_seed(0)
+    net = TransferNet(load_backbone("resnet18", "none")[0], nn.Identity(), 32, False)
+    images = torch.randn(600, 1, 28, 28)  # batches of 256, 256 and 88
+    got = list(backbones.embed_batches(net, images, device=torch.device("cuda"), feature_dtype="fp32"))
+    assert [len(b) for b in got] == [256, 256, 88] and all(b.device.type == "cpu" for b in got)
+    with torch.inference_mode():
+        plain = torch.cat([net.embed(images[i:i + 256].cuda()).float().cpu() for i in range(0, 600, 256)])
+    assert torch.allclose(torch.cat(got), plain, rtol=1e-4, atol=1e-5)
