@@ -203,36 +203,11 @@ def embed_batches(net: TransferNet, images: torch.Tensor, *, device: torch.devic
                   feature_dtype: str = "auto") -> Iterator[torch.Tensor]:
     """Head inputs one batch at a time, backbone in eval mode, float32 on the CPU; `feature_dtype` (auto, fp32,
     bf16) and the device set the net's dtype, batch size and layout (`feature_settings`). One batch at a time so
-    that a caller can report progress between batches.
-
-    On CUDA the images go to the device once, and a batch's features come back on a copy stream while the next
-    batch computes: a batch is yielded only after the following one was queued, so the GPU does not idle while the
-    host takes a result (a plain `.cpu()` would wait for everything queued before it)."""
+    that a caller can report progress between batches."""
     net.compute_dtype, batch_size, net.channels_last = feature_settings(device, feature_dtype)
     net.eval().to(device, memory_format=torch.channels_last if net.channels_last else None)
-    if torch.device(device).type != "cuda":
-        for i in range(0, len(images), batch_size):
-            yield net.embed(images[i:i + batch_size].to(device)).float().cpu()
-        return
-    images = images.to(device)
-    copier = torch.cuda.Stream(images.device)
-    pending: tuple[torch.Tensor, torch.cuda.Event] | None = None
     for i in range(0, len(images), batch_size):
-        out = net.embed(images[i:i + batch_size]).float()
-        computed = torch.cuda.Event()
-        computed.record()
-        if pending is not None:
-            yield _to_host(*pending, copier)
-        pending = out, computed
-    if pending is not None:
-        yield _to_host(*pending, copier)
-
-
-def _to_host(features: torch.Tensor, computed: torch.cuda.Event, copier: torch.cuda.Stream) -> torch.Tensor:
-    """`features` on the host, copied on `copier` once `computed` has passed: waits for that batch alone."""
-    copier.wait_event(computed)
-    with torch.cuda.stream(copier):
-        return features.cpu()  # pageable memory: returns when the copy is done, so `features` may be freed after
+        yield net.embed(images[i:i + batch_size].to(device)).float().cpu()
 
 
 def compute_features(net: TransferNet, images: torch.Tensor, *, device: torch.device,
