@@ -21,7 +21,11 @@
                   Targets: >= 3x the tutorial per epoch; 20 epochs <= 30 s.
   (d) concurrent  four STN trainings at once on the one GPU, each its own process (what `--gpus-per-trial 0.25`
                   packs), against one alone; throughput = images trained and tested per second of wall time over
-                  all processes. Target: >= 2.5x the throughput of one.
+                  all processes. Target: >= 2.5x the throughput of one. Processes share a GPU side by side
+                  only under MPS; without it the GPU switches between them. The run records whether an MPS
+                  daemon was up; to measure both, run (d) again after starting one:
+                    nvidia-cuda-mps-control -d; python benchmarks/gpu.py --sections concurrent; \
+                    echo quit | nvidia-cuda-mps-control
   (e) dtype       the grid's heads (both backbones) trained on fp32 features and again on bf16 features of the
                   same images, same seeds, in the CPU workers of (b): how far the features differ (relative norm)
                   and the final test accuracy of each pair. Target (ours; the issue asks for the comparison):
@@ -500,6 +504,13 @@ def resolve_weights(choice: str, models: list[str]) -> str:
     return "imagenet" if all(weights_file(m).is_file() for m in models) else "none"
 
 
+def mps_running() -> bool:
+    """Whether an MPS control daemon is up for this process's CUDA clients (its pipe directory has a control
+    pipe): then processes sharing the GPU run their kernels side by side."""
+    pipes = Path(os.environ.get("CUDA_MPS_PIPE_DIRECTORY", "/tmp/nvidia-mps"))
+    return (pipes / "control").exists()
+
+
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -572,10 +583,13 @@ def main(argv: list[str] | None = None) -> int:
         "smoke": a.smoke, "device": describe_device(device), "device_type": device.type, "torch": torch.__version__,
         "torchvision": torchvision.__version__, "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None, "cpus": cores(),
+        "mps": mps_running(),
         "python": platform.python_version(), "weights": a.weights, "data": data.describe(),
         "args": {k: v for k, v in vars(a).items() if k not in ("json",)}, "sections": {}, "errors": {},
     }
-    say(f"device {out['device']}, torch {torch.__version__}, {cores()} cores; weights {a.weights}; {data.describe()}"
+    say(f"device {out['device']}, torch {torch.__version__}, {cores()} cores"
+        + ("; MPS daemon up" if out["mps"] and device.type == "cuda" else "")
+        + f"; weights {a.weights}; {data.describe()}"
         + ("; smoke run (CPU, tiny sizes)" if a.smoke else ""))
 
     def write() -> None:

@@ -164,6 +164,16 @@ def test_dashboard_is_loopback_only_and_autoscaler_runs(config):
     assert "$RAY_HEAD_IP:6379" in " ".join(config["worker_start_ray_commands"])
 
 
+def test_gpu_workers_start_mps_before_ray(config):
+    # Packed trials (--gpus-per-trial < 1) only run side by side on a GPU under MPS; its daemon must be up before
+    # `ray start` launches the processes that become trials, and starting it twice must not fail the node.
+    start = config["worker_start_ray_commands"]
+    mps = [i for i, c in enumerate(start) if "nvidia-cuda-mps-control -d" in c]
+    ray = [i for i, c in enumerate(start) if "ray start" in c]
+    assert mps and ray and mps[0] < ray[0], start
+    assert "pgrep" in start[mps[0]], "a restart of Ray on a running node would fail on the running daemon"
+
+
 def test_every_node_mounts_shared_storage_for_run_dir(config):
     mounts = [c for c in config["setup_commands"] if re.search(r"\bmount\b.*\s/mnt/runs\b", c)]
     assert mounts, "RUN_DIR must be on storage every node sees: mount it at /mnt/runs in setup_commands"
