@@ -5,7 +5,8 @@
 (`TuneReporter` inside a Ray Tune trial, `MemoryReporter` in notebooks, tests and benchmarks). `TuneReporter`
 resumes from the newest checkpoint that loads (`newest_readable_state`): unreadable ones are reported and skipped.
 On CUDA the data, the shuffling order and the metric sums stay on the GPU, so the step loop never waits for it;
-`fit(..., compile="default")` (or "reduce-overhead", "max-autotune") trains through torch.compile.
+`fit(..., compile="default")` (or "reduce-overhead", "max-autotune") trains through torch.compile, and on CUDA
+replays each compiled step as one CUDA graph (`CudaGraphSteps`).
 
     from trainables.loop import fit, MemoryReporter
     rep = MemoryReporter()
@@ -133,6 +134,14 @@ def train_sums(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, ord
         total_loss += loss.detach() * len(y)
         correct += (logits.argmax(1) == y).sum()
     return torch.stack([total_loss.double(), correct.double()])  # exact: counts stay far below 2**53
+
+
+def use_cuda_graphs(device: torch.device, optimizer: torch.optim.Optimizer, compile: str) -> bool:
+    """Whether `fit` trains through CudaGraphSteps: on CUDA, with a supported optimizer, and only for a compiled
+    model. Recorded eager steps trained the STN to 56.5% test accuracy on an H200 where the same run without
+    graphs reached 96.3% and the compiled, recorded one 97.0%; until that is understood, eager steps are not
+    recorded."""
+    return device.type == "cuda" and compile != "off" and CudaGraphSteps.supported(optimizer)
 
 
 class GraphRecordingFailed(RuntimeError):
@@ -569,7 +578,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, *, t
     trial's final checkpoint).
 
     `compile` ("off", "default", "reduce-overhead", "max-autotune") trains and tests through torch.compile
-    (`compile_model`). Compiling happens in a separate warm-up before the first epoch (`warm_up`, which leaves the
+    (`compile_model`); on CUDA each compiled training step is then replayed as one CUDA graph (`use_cuda_graphs`). Compiling happens in a separate warm-up before the first epoch (`warm_up`, which leaves the
     training state as it was); its wall time is reported as `compile_seconds` in the first epoch this call runs and
     is not part of any `epoch_seconds`. Checkpoints and `inspect` use the uncompiled `model`.
     """
@@ -596,8 +605,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, *, t
         compile_seconds = None
         if net is not model and start < epochs:
             compile_seconds = warm_up(net, train, tests, batch_size=batch_size, device=device)
-        steps = (CudaGraphSteps(net, optimizer, *train)
-                 if device.type == "cuda" and CudaGraphSteps.supported(optimizer) else None)
+        steps = CudaGraphSteps(net, optimizer, *train) if use_cuda_graphs(device, optimizer, compile) else None
         for epoch in range(start + 1, epochs + 1):
             lr = optimizer.param_groups[0]["lr"]
             t0 = time.perf_counter()
