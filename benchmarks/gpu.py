@@ -18,7 +18,8 @@
                   per epoch, through `trainables.loop.fit` against the PyTorch tutorial's pipeline (per-sample
                   ToTensor + Normalize, DataLoader with 4 workers, batches moved to the GPU) on the same GPU; then
                   `fit` again with the config's `compile` (default reduce-overhead), compile seconds apart.
-                  Targets: >= 3x the tutorial per epoch; 20 epochs <= 30 s.
+                  Targets: >= 3x the tutorial per epoch; 20 epochs <= 30 s; and, that speed never costs
+                  accuracy, >= 95% test accuracy after the 20 epochs (a floor, not a race).
   (d) concurrent  four STN trainings at once on the one GPU, each its own process (what `--gpus-per-trial 0.25`
                   packs), against one alone; throughput = images trained and tested per second of wall time over
                   all processes. Target: >= 2.5x the throughput of one. Processes share a GPU side by side
@@ -94,6 +95,7 @@ for _name in ABSENT_ON_GPU_MACHINE:
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist-5k"
 SECTIONS = {"features": "(a)", "heads": "(b)", "stn": "(c)", "concurrent": "(d)", "dtype": "(e)"}
+STN_ACC_PCT = 95.0  # (c)'s floor: the eager loop reached about 96% at the full run's sizes on an H200
 BARRIER_TIMEOUT_S = 600  # a worker that never arrives ends its section with an error instead of hanging the run
 
 # What a run measures: the paper's sizes on a GPU, and tiny ones for --smoke; an option given explicitly wins.
@@ -381,7 +383,10 @@ def section_stn(a: argparse.Namespace, data: MnistData, device: torch.device) ->
     out = {"train_images": len(train[1]), "test_images": len(test[1]), "tutorial": tut, "ours": ours,
            "ratio": tut["epoch_s"] / ours["epoch_s"],
            "targets": [target("STN epoch: tutorial / ours", tut["epoch_s"] / ours["epoch_s"], ">=", 3.0, "x"),
-                       target(f"STN {n} epochs, ours", ours["wall_s"], "<=", 30.0, "s")]}
+                       target(f"STN {n} epochs, ours", ours["wall_s"], "<=", 30.0, "s"),
+                       # speed that trains worse is no speed: the study's STN passes 95% at 20 epochs
+                       target(f"STN test accuracy after {n} epochs, ours", 100 * ours["test_acc"], ">=",
+                              STN_ACC_PCT, "%")]}
     say(f"  ours with compile={a.compile_mode}: compiling, then {a.stn_epochs} epochs")
     try:  # a compiler failure must not lose the uncompiled figures above
         with smoke_compiler(a.smoke):
@@ -394,7 +399,9 @@ def section_stn(a: argparse.Namespace, data: MnistData, device: torch.device) ->
     out["compiled"] = {**comp, "mode": a.compile_mode, "backend": "aot_eager" if a.smoke else "inductor"}
     out["compiled_ratio"] = tut["epoch_s"] / comp["epoch_s"]
     out["targets"] += [target("STN epoch: tutorial / ours, compiled", out["compiled_ratio"], ">=", 3.0, "x"),
-                       target(f"STN {n} epochs, compiled (compile apart)", comp["train_wall_s"], "<=", 30.0, "s")]
+                       target(f"STN {n} epochs, compiled (compile apart)", comp["train_wall_s"], "<=", 30.0, "s"),
+                       target(f"STN test accuracy after {n} epochs, compiled", 100 * comp["test_acc"], ">=",
+                              STN_ACC_PCT, "%")]
     return out
 
 

@@ -222,7 +222,9 @@ class CudaGraphSteps:
         self._restore(saved)
         graph = torch.cuda.CUDAGraph()
         self.optimizer.zero_grad(set_to_none=True)  # the graph owns the gradients: each replay writes them afresh
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+        # "global" (torch's default): a call unsafe during capture from any thread, the autograd engine's included,
+        # fails the recording (and `fit` trains eagerly) instead of running once outside the graph.
+        with torch.cuda.graph(graph, capture_error_mode="global"):
             self._step(idx)
         return graph, idx
 
