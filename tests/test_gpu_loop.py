@@ -330,3 +330,18 @@ def test_compiled_stn_recorded_as_graphs_trains_as_well_as_eager(mnist):
         acc[mode] = rep.rows[-1]["test_acc"]
     assert acc["off"] >= 0.8, acc
     assert acc["default"] >= acc["off"] - 0.05, acc
+
+
+@CUDA
+def test_recorded_steps_draw_new_dropout_masks_each_replay():
+    # With lr 0 nothing trains, so two passes over the same order differ only by their dropout masks: equal sums
+    # would mean every replay reuses one mask (a fixed sub-network trains, the rest never does).
+    dev = torch.device("cuda")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 64), nn.Dropout(0.5), nn.ReLU(), nn.Linear(64, 2)).to(dev)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    x, y = (t.to(dev) for t in blobs(640))
+    steps = CudaGraphSteps(model, opt, x, y)
+    order = torch.arange(640, device=dev)
+    first, second = (steps.sums(order, batch_size=64).tolist() for _ in range(2))
+    assert first[0] != second[0], (first, second)
