@@ -74,6 +74,7 @@ from trainables.backbones import TransferNet, compute_features, ensure_weights, 
 from trainables.config import SGDConfig
 from trainables.data import MNIST_MEAN, MNIST_STD, MnistData, load_mnist
 from trainables.errors import UserError
+from trainables import loop
 from trainables.loop import MemoryReporter, fit, make_sgd, pick_device
 from trainables.models import build_stn
 from trainables.transfer import (FeatureSet, TransferConfig, feature_jobs, prepare_features, split_feature_key,
@@ -181,6 +182,19 @@ def limit_img_s(backbone: nn.Module, n_images: int, image_size: int, device: tor
     return batches * batch / (time.perf_counter() - t0)
 
 
+@torch.inference_mode()
+def embed_on_device_img_s(net: TransferNet, images: torch.Tensor, device: torch.device) -> float:
+    """Images per second of `net.embed` (as `compute_features` set it up) over `images` moved to the device once,
+    the features never leaving it."""
+    x = images.to(device)
+    sync(device)
+    t0 = time.perf_counter()
+    for i in range(0, len(x), 256):
+        net.embed(x[i:i + 256])
+    sync(device)
+    return len(x) / (time.perf_counter() - t0)
+
+
 def section_features(a: argparse.Namespace, data: MnistData, device: torch.device) -> dict[str, Any]:
     jobs = feature_jobs(data, grid_configs(a, data), device)
     out: dict[str, Any] = {"backbones": {}, "targets": []}
@@ -203,6 +217,8 @@ def section_features(a: argparse.Namespace, data: MnistData, device: torch.devic
         if device.type == "cuda":  # how much of the gap cuDNN's autotuning alone explains
             row["limit_without_autotune_img_s"] = limit_img_s(net.features, len(images), size, device,
                                                               autotune=False)
+            # and how much the copies back to the host: the same pass with the features left on the device
+            row["project_without_host_copies_img_s"] = embed_on_device_img_s(net, images, device)
         out["backbones"][name] = row
         out["targets"].append(target(f"{name} feature pass / limit", project / limit, ">=", 0.8, "x"))
         say(f"  {name}: project {project:,.0f} img/s, limit {limit:,.0f} img/s ({project / limit:.2f}x)")
@@ -402,7 +418,28 @@ def section_stn(a: argparse.Namespace, data: MnistData, device: torch.device) ->
                        target(f"STN {n} epochs, compiled (compile apart)", comp["train_wall_s"], "<=", 30.0, "s"),
                        target(f"STN test accuracy after {n} epochs, compiled", 100 * comp["test_acc"], ">=",
                               STN_ACC_PCT, "%")]
+    if device.type == "cuda":  # a diagnostic, no target: what `fit` would do if it recorded uncompiled steps
+        say(f"  diagnostic: uncompiled steps recorded as CUDA graphs (off in fit), {a.stn_epochs} epochs")
+        try:
+            with recorded_eager_steps():
+                diag = fit_stn(train, test, a.stn_epochs, device)
+            say(f"  recorded eager steps: {diag['epoch_s']:.2f} s per epoch, test accuracy {diag['test_acc']:.1%}")
+            out["recorded_eager"] = diag
+        except Exception:
+            out["recorded_eager_error"] = traceback.format_exc()
     return out
+
+
+@contextmanager
+def recorded_eager_steps() -> Iterator[None]:
+    """`fit` records uncompiled steps too (`trainables.loop.use_cuda_graphs` says yes on CUDA whatever `compile`
+    is): recorded that way the STN trained to 56.5% on an H200, so fit leaves them out; this measures it again."""
+    real = loop.use_cuda_graphs
+    loop.use_cuda_graphs = lambda device, optimizer, compile: real(device, optimizer, "default")
+    try:
+        yield
+    finally:
+        loop.use_cuda_graphs = real
 
 
 # ---------------------------------------------------------------------------------------------- (d) concurrent

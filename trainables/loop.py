@@ -580,9 +580,10 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, *, t
     trial's final checkpoint).
 
     `compile` ("off", "default", "reduce-overhead", "max-autotune") trains and tests through torch.compile
-    (`compile_model`); on CUDA each compiled training step is then replayed as one CUDA graph (`use_cuda_graphs`). Compiling happens in a separate warm-up before the first epoch (`warm_up`, which leaves the
-    training state as it was); its wall time is reported as `compile_seconds` in the first epoch this call runs and
-    is not part of any `epoch_seconds`. Checkpoints and `inspect` use the uncompiled `model`.
+    (`compile_model`); on CUDA each compiled training step is then replayed as one CUDA graph
+    (`use_cuda_graphs`). Compiling happens in a separate warm-up before the first epoch (`warm_up`, which leaves
+    the training state as it was); its wall time is reported as `compile_seconds` in the first epoch this call runs
+    and is not part of any `epoch_seconds`. Checkpoints and `inspect` use the uncompiled `model`.
     """
     if compile not in COMPILE_MODES:
         raise ValueError(f"compile = {compile!r}: choose one of {', '.join(map(repr, COMPILE_MODES))}")
