@@ -55,7 +55,9 @@ import math
 import multiprocessing as mp
 import os
 import platform
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -522,8 +524,9 @@ def section_dtype(a: argparse.Namespace, data: MnistData, device: torch.device) 
         rel = lambda x, y: float((x - y).norm() / y.norm())  # noqa: E731
         out["backbones"][model] = {"feature_rel_diff_train": rel(b16.train, f32.train),
                                    "feature_rel_diff_test": rel(b16.test, f32.test)}
-    accs = {d: [t["test_acc"] for t in train_heads(cs, feats, data, workers)["trials"]] for d, cs in configs.items()}
-    for c, x32, x16 in zip(base, accs["fp32"], accs["bf16"]):
+    trials = train_heads(configs["fp32"] + configs["bf16"], feats, data, workers)["trials"]  # one pool for both
+    acc32, acc16 = [t["test_acc"] for t in trials[:len(base)]], [t["test_acc"] for t in trials[len(base):]]
+    for c, x32, x16 in zip(base, acc32, acc16):
         out["pairs"].append({"model": c.model, "train_per_class": c.train_per_class, "seed": c.seed,
                              "fp32_test_acc": x32, "bf16_test_acc": x16})
     for model, row in out["backbones"].items():
@@ -535,7 +538,7 @@ def section_dtype(a: argparse.Namespace, data: MnistData, device: torch.device) 
         say(f"  {model}: features differ by {row['feature_rel_diff_test']:.2%} (relative norm); mean test accuracy "
             f"fp32 {row['fp32_mean_test_acc']:.2%}, bf16 {row['bf16_mean_test_acc']:.2%}, pairs differ by "
             f"{row['mean_diff_acc']:+.2%} on average, {row['largest_abs_diff_acc']:.2%} at most")
-    ratio = statistics.mean(accs["bf16"]) / max(statistics.mean(accs["fp32"]), 1e-9)
+    ratio = statistics.mean(acc16) / max(statistics.mean(acc32), 1e-9)
     out["targets"] = [target("heads' mean test acc: bf16 / fp32 features", ratio, ">=", 0.995, "x")]
     return out
 
@@ -549,10 +552,11 @@ def resolve_weights(choice: str, models: list[str]) -> str:
 
 
 def mps_running() -> bool:
-    """Whether an MPS control daemon is up for this process's CUDA clients (its pipe directory has a control
-    pipe): then processes sharing the GPU run their kernels side by side."""
-    pipes = Path(os.environ.get("CUDA_MPS_PIPE_DIRECTORY", "/tmp/nvidia-mps"))
-    return (pipes / "control").exists()
+    """Whether NVIDIA's MPS daemon runs on this machine (then processes sharing the GPU run their kernels side by
+    side): found by process name, as cluster.yaml checks before starting one; False where pgrep is missing."""
+    if shutil.which("pgrep") is None:
+        return False
+    return subprocess.run(["pgrep", "-x", "nvidia-cuda-mps"], capture_output=True).returncode == 0
 
 
 def describe_device(device: torch.device) -> str:

@@ -210,22 +210,30 @@ class CudaGraphSteps:
         torch.cuda.set_rng_state(saved["rng"], self.device)
 
     def _record(self, size: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
+        """The graph of a step over `size` items and its index input; GraphRecordingFailed (state restored) if
+        the step cannot be recorded."""
         idx = torch.arange(size, device=self.device)
         saved = self._snapshot()
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side):
-            for _ in range(self.WARMUP_STEPS):
-                self.optimizer.zero_grad(set_to_none=True)
+        try:
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                for _ in range(self.WARMUP_STEPS):
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self._step(idx)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            self._restore(saved)
+            graph = torch.cuda.CUDAGraph()
+            self.optimizer.zero_grad(set_to_none=True)  # the graph owns the gradients: replays write them afresh
+            # "global" (torch's default): a call unsafe during capture from any thread, the autograd engine's
+            # included, fails the recording (and `fit` trains eagerly) instead of running once outside the graph.
+            with torch.cuda.graph(graph, capture_error_mode="global"):
                 self._step(idx)
-        torch.cuda.current_stream(self.device).wait_stream(side)
-        self._restore(saved)
-        graph = torch.cuda.CUDAGraph()
-        self.optimizer.zero_grad(set_to_none=True)  # the graph owns the gradients: each replay writes them afresh
-        # "global" (torch's default): a call unsafe during capture from any thread, the autograd engine's included,
-        # fails the recording (and `fit` trains eagerly) instead of running once outside the graph.
-        with torch.cuda.graph(graph, capture_error_mode="global"):
-            self._step(idx)
+        except Exception as err:
+            torch.cuda.synchronize(self.device)
+            self._restore(saved)
+            self.optimizer.zero_grad(set_to_none=True)
+            raise GraphRecordingFailed(f"{type(err).__name__}: {err}") from err
         return graph, idx
 
     def sums(self, order: torch.Tensor, *, batch_size: int) -> torch.Tensor:
@@ -237,14 +245,7 @@ class CudaGraphSteps:
             self.settings = settings
         for size in _batch_sizes(len(order), batch_size):  # before the sums are cleared: warm-ups add to them
             if size not in self.graphs:
-                saved = self._snapshot()
-                try:
-                    self.graphs[size] = self._record(size)
-                except Exception as err:
-                    torch.cuda.synchronize(self.device)
-                    self._restore(saved)
-                    self.optimizer.zero_grad(set_to_none=True)
-                    raise GraphRecordingFailed(f"{type(err).__name__}: {err}") from err
+                self.graphs[size] = self._record(size)
         self.loss_sum.zero_()
         self.correct.zero_()
         for batch in order.split(batch_size):
