@@ -118,6 +118,8 @@ def test_killed_driver_resumes_from_checkpoints_with_each_epoch_once(mnist_dir, 
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+    # What --resume reads: Tune may have written a newer snapshot between the last look and the kill.
+    snapshot = _snapshot(run) or snapshot
     finished = {tid for tid, (status, _, _) in snapshot.items() if status == "TERMINATED"}
     running = {tid: (epoch, named) for tid, (status, epoch, named) in snapshot.items() if status == "RUNNING"}
     assert finished and running, f"not killed mid-sweep: {snapshot}"
