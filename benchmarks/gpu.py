@@ -367,8 +367,8 @@ def smoke_compiler(smoke: bool) -> Iterator[None]:
 
 def fit_stn(train, test, epochs: int, device: torch.device, compile_mode: str = "off", seed: int = 0
             ) -> dict[str, Any]:
-    """The STN study's trainable without its inspection arrays (trainables.stn imports elasticdeform): the
-    study's config (SGDConfig's defaults: SGD lr 0.01, batch 64), build_stn, make_sgd, fit."""
+    """The STN study's trainable without its inspection arrays: the study's config (SGDConfig's defaults: SGD
+    lr 0.01, batch 64), build_stn, make_sgd, fit."""
     cfg = SGDConfig.from_dict({"epochs": epochs, "seed": seed, "compile": compile_mode})
     torch.manual_seed(cfg.seed)
     model = build_stn("affine")

@@ -100,3 +100,16 @@ def test_deformed_trainable_reports_per_type_metrics_and_inspection(small, tmp_p
         assert a["elastic/points"].shape == (40, 16, 2) and a["base"].shape == (16, 2)
     if transformer == "none":  # no transformer: the output is the input
         assert np.abs(a["elastic/after"].astype(int) - a["elastic/before"].astype(int)).max() <= 1
+
+
+def test_stn_processes_load_elasticdeform_only_to_deform():
+    # every STN driver and trial process imports trainables.stn; elasticdeform brings scipy.ndimage with it
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    probe = ("import sys, trainables.stn, trainables.deform; "
+             "print(sorted(m for m in ('elasticdeform', 'scipy.ndimage') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -22,7 +22,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import elasticdeform
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -78,6 +77,9 @@ def elastic(pixels: np.ndarray, sigma: float, points: int, rng: np.random.Genera
     if sigma == 0:
         out[:] = pixels
         return out
+    # imported here: it brings scipy.ndimage, which every other STN driver and trial process would load for nothing
+    import elasticdeform
+
     displacement = rng.standard_normal((len(pixels), 2, points, points)) * sigma
     for i, image in enumerate(pixels):
         # constant mode with cval 0 fills with the true background; cubic overshoot is clipped below
