@@ -1,6 +1,7 @@
 """Helpers the tests share (import them: `from helpers import run_cli, write_logs`); fixtures stay in conftest.py.
 
-- `run_cli(...)` runs a project command from the repository root in a fresh Python process.
+- `run_cli(...)` runs a project command from the repository root in a fresh Python process; `env=ONE_SLOT` runs
+  a sweep's trials one at a time.
 - `one_error_line(proc, code, *needles)` asserts the promised failure: that exit code, one `error:` line naming
   every needle, no traceback.
 - `load_study(run)`, `check_study_agrees_with_logs(run, n)`: a search's Optuna study against its logs.
@@ -12,6 +13,7 @@
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -25,6 +27,10 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # How long a sweep's process may run before a test calls it hung. Generous on purpose: three test files share two
 # cores, so a sweep that takes one minute alone can take four here, and a timeout is only the guard against a hang.
 SWEEP_TIMEOUT = 900
+# A local Ray that counts one CPU: the sweep's trials (and feature tasks) run one at a time in one worker process
+# instead of two side by side. For tests that are not about trials side by side: each worker process imports torch
+# (seconds of CPU), and the suite already keeps both cores busy with three test files at once.
+ONE_SLOT = {"RAY_OVERRIDE_RESOURCES": json.dumps({"CPU": 1})}
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = SWEEP_TIMEOUT) -> subprocess.CompletedProcess:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import run_cli, run_main, SWEEP_TIMEOUT
+from helpers import ONE_SLOT, run_cli, run_main, SWEEP_TIMEOUT
 
 pytestmark = pytest.mark.slow
 VARIANTS = ["clean", "elastic", "zoom"]
@@ -17,7 +17,7 @@ def deformed_run(mnist_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("deformed")
     run = tmp / "RUN"
     proc = run_cli("sweeps/stn_deformed.py", "--smoke-test", "--data-dir", str(mnist_dir), "--out", str(run),
-                   "--cache-dir", str(tmp / "cache"), timeout=SWEEP_TIMEOUT)
+                   "--cache-dir", str(tmp / "cache"), env=ONE_SLOT, timeout=SWEEP_TIMEOUT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return run, tmp / "cache", proc
 

@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import pytest
 
-from helpers import run_cli, run_main, SWEEP_TIMEOUT
+from helpers import ONE_SLOT, run_cli, run_main, SWEEP_TIMEOUT
 from test_transfer import OFFLINE
 
 
@@ -40,7 +40,7 @@ def smoke_grid(mnist_dir, tmp_path_factory):
     """The transfer grid's smoke sweep, run once: (RUN_DIR, its argv, the finished process)."""
     run = tmp_path_factory.mktemp("transfer") / "RUN"
     argv = ["sweeps/transfer_grid.py", "--smoke-test", "--data-dir", str(mnist_dir), "--out", str(run)]
-    proc = run_cli(*argv, timeout=SWEEP_TIMEOUT)
+    proc = run_cli(*argv, env=ONE_SLOT, timeout=SWEEP_TIMEOUT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return run, argv, proc
 

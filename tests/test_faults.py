@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import pytest
 
+from helpers import ONE_SLOT
 from sweeps.runner import Study, run_study
 from trainables.config import TrialConfig
 
@@ -19,7 +20,9 @@ class FaultConfig(TrialConfig):
     seed: int = 0
 
 
-def test_exceptions_retry_then_record_and_divergence_stops(tmp_path, capfd):
+def test_exceptions_retry_then_record_and_divergence_stops(tmp_path, capfd, monkeypatch):
+    for name, value in ONE_SLOT.items():  # the trials one at a time (tests/helpers.py)
+        monkeypatch.setenv(name, value)
     attempts_dir = str(tmp_path / "attempts")
 
     # Defined here, not at module level: Ray ships a local function by value (tests/ is not importable there).

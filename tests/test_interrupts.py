@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -21,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from helpers import ROOT, one_error_line, run_cli, SWEEP_TIMEOUT
+from helpers import ONE_SLOT, ROOT, one_error_line, run_cli, SWEEP_TIMEOUT
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +38,8 @@ def interrupt(mnist_dir, run: Path, signals: int) -> tuple[subprocess.CompletedP
     # files, not pipes: a pipe nobody reads while we wait fills up and would block the sweep's own printing
     out_file, err_file = run.parent / f"{run.name}.out", run.parent / f"{run.name}.err"
     with open(out_file, "w") as out, open(err_file, "w") as err:
-        proc = subprocess.Popen([sys.executable, *argv], cwd=ROOT, stdout=out, stderr=err, text=True)
+        proc = subprocess.Popen([sys.executable, *argv], cwd=ROOT, stdout=out, stderr=err, text=True,
+                                env={**os.environ, **ONE_SLOT})
         deadline = time.time() + SWEEP_TIMEOUT  # a guard against a hang only: a busy machine is slow
         while time.time() < deadline and proc.poll() is None and not list((run / "logs").glob("*.parquet")):
             time.sleep(0.25)
@@ -94,7 +96,7 @@ def test_a_copied_run_resumes_in_the_copy_untouched_original_and_keeps_its_optio
     copy = tmp_path / "COPY"
     shutil.copytree(run, copy, symlinks=True)
     copy_argv = [a if a != str(run) else str(copy) for a in argv]
-    resumed = run_cli(*copy_argv, "--resume", timeout=SWEEP_TIMEOUT)
+    resumed = run_cli(*copy_argv, "--resume", env=ONE_SLOT, timeout=SWEEP_TIMEOUT)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     each_epoch_once(copy)
     assert digest(run) == before  # not one byte of the original changed
@@ -117,7 +119,8 @@ def test_ctrl_c_twice_then_a_moved_run_resumes_where_it_is(mnist_dir, tmp_path):
     assert "--resume --out" in proc.stderr
     moved = tmp_path / "MOVED"
     run.rename(moved)
-    resumed = run_cli(*[a if a != str(run) else str(moved) for a in argv], "--resume", timeout=SWEEP_TIMEOUT)
+    resumed = run_cli(*[a if a != str(run) else str(moved) for a in argv], "--resume", env=ONE_SLOT,
+                      timeout=SWEEP_TIMEOUT)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     each_epoch_once(moved)
     assert not run.exists()  # nothing was written to where the run used to be

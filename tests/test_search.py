@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from helpers import SEARCHED, check_study_agrees_with_logs, run_cli, SWEEP_TIMEOUT
+from helpers import ONE_SLOT, SEARCHED, check_study_agrees_with_logs, run_cli, SWEEP_TIMEOUT
 
 pytestmark = pytest.mark.slow
 
@@ -16,7 +16,7 @@ def smoke_search(request, mnist_dir, tmp_path_factory):
     """(script, RUN_DIR) of each search script's smoke test, run once for the tests below."""
     run = tmp_path_factory.mktemp(request.param) / "RUN"
     proc = run_cli(f"sweeps/{request.param}.py", "--smoke-test", "--data-dir", str(mnist_dir), "--out", str(run),
-                   timeout=SWEEP_TIMEOUT)
+                   env=ONE_SLOT, timeout=SWEEP_TIMEOUT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return request.param, run
 
