@@ -125,15 +125,23 @@ def train_sums(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, ord
     total_loss = torch.zeros((), device=images.device)
     correct = torch.zeros((), device=images.device, dtype=torch.long)
     for batch in order.split(batch_size):
-        x, y = images.index_select(0, batch), labels.index_select(0, batch)
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total_loss += loss.detach() * len(y)
-        correct += (logits.argmax(1) == y).sum()
+        train_step(model, images, labels, batch, optimizer, total_loss, correct)
     return torch.stack([total_loss.double(), correct.double()])  # exact: counts stay far below 2**53
+
+
+def train_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor,
+               optimizer: torch.optim.Optimizer, loss_sum: torch.Tensor, correct: torch.Tensor) -> None:
+    """One training step over the items `idx`: gather the batch, forward, cross-entropy, backward (into gradients
+    the caller left empty), optimizer step; the batch's summed loss and correct count are added to `loss_sum` and
+    `correct` on the device. The one step both the eager loop and `CudaGraphSteps`' recordings run."""
+    x, y = images.index_select(0, idx), labels.index_select(0, idx)
+    logits = model(x)
+    loss = F.cross_entropy(logits, y)
+    loss.backward()
+    optimizer.step()
+    loss_sum += loss.detach() * len(idx)
+    correct += (logits.argmax(1) == y).sum()
 
 
 def use_cuda_graphs(device: torch.device, optimizer: torch.optim.Optimizer, compile: str) -> bool:
@@ -149,9 +157,9 @@ class GraphRecordingFailed(RuntimeError):
 
 
 class CudaGraphSteps:
-    """The training step of `train_sums` (gather the batch, forward, cross-entropy, backward, optimizer step, the
-    epoch's sums) recorded as one CUDA graph per batch size and replayed: one launch per step instead of one per
-    kernel, which is what a small model on a fast GPU is bound by. The batch's indices are the graph's one input,
+    """`train_step` (gather the batch, forward, cross-entropy, backward, optimizer step, the epoch's sums)
+    recorded as one CUDA graph per batch size and replayed: one launch per step instead of one per kernel, which
+    is what a small model on a fast GPU is bound by. The batch's indices are the graph's one input,
     copied device to device before each replay; the data, parameters and sums never leave the GPU.
 
     Recording needs a few eager warm-up steps (cuDNN's autotuning, the optimizer's momentum buffers); their effect
@@ -179,13 +187,7 @@ class CudaGraphSteps:
             for g in optimizer.param_groups)
 
     def _step(self, idx: torch.Tensor) -> None:
-        x, y = self.images.index_select(0, idx), self.labels.index_select(0, idx)
-        logits = self.model(x)
-        loss = F.cross_entropy(logits, y)
-        loss.backward()
-        self.optimizer.step()
-        self.loss_sum += loss.detach() * len(idx)
-        self.correct += (logits.argmax(1) == y).sum()
+        train_step(self.model, self.images, self.labels, idx, self.optimizer, self.loss_sum, self.correct)
 
     def _snapshot(self) -> dict[str, Any]:
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
