@@ -328,7 +328,7 @@ def plot_tradeoff(budget: pd.DataFrame, plateau: float, compute: str, by_val: bo
     ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax2.grid(alpha=0.3)
     ax2.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
-    chosen = ("the test accuracy at the epoch up to E with the lowest validation loss" if by_val else
+    chosen = ("the test accuracy at the epoch up to E with the best validation accuracy" if by_val else
               "the best epoch up to E, chosen on the test set, hence optimistic")
     ranked = "validation" if by_val else "test"
     caption = (f"Test accuracy if every trial had stopped at epoch E: solid = best-so-far ({chosen}), dashed = the "

@@ -25,9 +25,8 @@ header of every column of accuracies (or of their spreads and differences) says 
 trial or feature pass held a GPU gets no GPU-seconds columns in its pages (one sentence in the intro says so; the
 CSVs keep them, all 0).
 
-Validation chooses, test reports: where the logs have a validation split (val_loss, val_acc), each trial's best
-epoch is its lowest val_loss, the best group and trial are ranked on val_acc there, and the accuracy reported is
-the test accuracy at that epoch;
+Validation chooses, test reports: where the logs have val_acc (the held-out validation split), each trial's best
+epoch and the best group and trial are chosen on it, and the accuracy reported is the test accuracy at that epoch;
 without it (old logs, --val-per-class 0) they are picked in hindsight on the test set, and the report says so.
 
 A search's report (RUN_DIR holds optuna.db, or the logs have a phase column) opens with the headline "tuned vs
@@ -68,9 +67,9 @@ from analysis.stn_inspect import inspection_sections
 
 HINDSIGHT = ("Best accuracy, best loss and their epochs are chosen in hindsight on the test set "
              "(there is no separate validation split), so they are optimistic.")
-VALIDATION = ("Validation chooses, test reports: each trial's best epoch is the one with the lowest validation "
-              "loss (earliest on ties), and the best group and the best trial are ranked on validation accuracy "
-              "at that epoch; the best accuracy and loss shown are the test values at that epoch.")
+VALIDATION = ("Validation chooses, test reports: each trial's best epoch (earliest on ties), the best group and "
+              "the best trial are chosen on the validation split (val_acc, val_loss); the best accuracy and loss "
+              "shown are the test values at that epoch.")
 
 
 def choice_note(d: RunData) -> str:

@@ -121,15 +121,15 @@ def tradeoff_section(d: RunData) -> Section:
     final = budget.iloc[-1]
     at = budget.set_index("E").loc[plateau] if not np.isnan(plateau) else None
     split = chosen_on(d.trials)
-    chose = {"validation": "Validation chose: every trial's best epoch (lowest val_loss), the best group and the "
-                           "best trial (val_acc) are chosen on the validation split; every accuracy below is test "
-                           "accuracy, at the epoch validation chose.",
+    chose = {"validation": "Validation chose: every trial's best epoch, the best group and the best trial are "
+                           "chosen on the validation split (val_acc); every accuracy below is test accuracy, at "
+                           "the epoch validation chose.",
              "mixed": "Validation chose where the logs have it: trials with val_acc have their best epoch chosen "
                       "on it; the others, and the ranking of groups, use the test set (optimistic).",
              "test": "The test set chose: the logs have no validation split (val_acc), so best epochs, the best "
                      "group and the best trial are chosen in hindsight on the test set (optimistic)."}[split]
     facts = [
-        ("Best-so-far accuracy is the test accuracy at the epoch up to E with the lowest validation loss: what "
+        ("Best-so-far accuracy is the test accuracy at the epoch up to E with the best validation accuracy: what "
          "early stopping on validation would give; accuracy at epoch E is what training for exactly E epochs gives."
          if split == "validation" else
          "Best-so-far accuracy picks the best epoch up to E on the test set: it is what early stopping on the test "
@@ -283,7 +283,7 @@ def trials_section(d: RunData) -> Section:
     t["epochs"], t["status"] = tr["epochs"], tr["status"].map(str)
     t["stop reason"] = tr["stop_reason"].map(lambda v: "" if pd.isna(v) else str(v))
     by_val = chosen_on(tr) == "validation"
-    if by_val:  # validation accuracy at the chosen epoch (what ranks trials), beside the test number reported there
+    if by_val:  # the validation number that chose the epoch, beside the test number reported there
         t["best val acc %"] = tr["best_val_acc"].map(fmt_pct)
     for name, fmt in (("acc", fmt_pct), ("loss", fmt_num)):
         best, epoch = tr[f"best_test_{name}"], tr[f"best_{name}_epoch"]

@@ -7,14 +7,11 @@
 
 Everything is vectorized over trials and rows, no Python loop per trial: df is sorted by
 (trial_id, epoch), so each trial is one contiguous block and a trial's integer code is its block number.
-Validation chooses, test reports: a trial whose rows have a validation split (``val_loss``, ``val_acc``) gets
-one best epoch, the one with the lowest val_loss (earliest on ties: CHOOSER), and its "best" test accuracy and loss
-are the test values AT that epoch (best_val_acc is the val_acc there). The loss, not the accuracy, chooses because
-a validation split of a few hundred images moves its accuracy in steps of a few tenths of a point, so the epoch of
-the highest val_acc is largely chance, while the loss moves with every image's confidence. Groups and trials are
-ranked on that val_acc (rank_column) when every trial has one. A trial without validation (old logs,
-val_per_class 0) has its best values and epochs chosen in hindsight on the test set; ``chosen_on`` says which per
-trial and per group. Intervals are 95% Student-t intervals of the mean across seeds
+Validation chooses, test reports: a trial whose rows have ``val_acc`` (the held-out validation split) gets its
+best epoch by val_acc (earliest on ties) and its "best" test accuracy is the test accuracy AT that epoch (loss:
+the same with val_loss); groups and trials are ranked by validation (rank_column) when every trial has it. A trial
+without val_acc (old logs, val_per_class 0) has its best values and epochs chosen in hindsight on the test set;
+``chosen_on`` says which per trial and per group. Intervals are 95% Student-t intervals of the mean across seeds
 (mean ± t(0.975, n-1) · std / √n, std with ddof=1); none with one seed.
 """
 from __future__ import annotations
@@ -29,7 +26,6 @@ PLATEAU_PP = 0.005  # plateau: first epoch whose best-so-far accuracy is within 
 PHASE_COLUMN = "phase"  # "search" or "confirm" in a search's logs; a missing column or value means "search"
 # stop_reason values that mean "ended on purpose before the budget by a scheduler/stopper" (sweeps/search.py)
 NOT_EARLY_STOPS = {"completed", "diverged", "error"}
-CHOOSER = "val_loss"  # the validation column whose lowest value picks a trial's best epoch (see the docstring)
 
 
 def t975(dof: float | np.ndarray) -> float | np.ndarray:
@@ -73,7 +69,7 @@ def _first_row(mask: np.ndarray, codes: np.ndarray, n: int) -> np.ndarray:
 
 
 def chosen_on(frame: pd.DataFrame) -> str:
-    """"validation" when every trial (or group) of ``frame`` chose its best epoch on validation, "test" when none
+    """"validation" when every trial (or group) of ``frame`` chose its best epoch on val_acc, "test" when none
     did, "mixed" otherwise (then trials and groups are ranked on the test set)."""
     val = (frame["chosen_on"] == "val") if "chosen_on" in frame else pd.Series(False, index=frame.index)
     return "validation" if len(val) and val.all() else "mixed" if val.any() else "test"
@@ -88,28 +84,26 @@ def rank_column(frame: pd.DataFrame) -> str:
 
 def choice_phrase(frame: pd.DataFrame) -> str:
     """How the best epochs of ``frame``'s trials were chosen, for captions and notes."""
-    return {"validation": "chosen on the validation split (lowest val_loss), with the test accuracy shown at that "
-                          "epoch",
+    return {"validation": "chosen on the validation split (val_acc), with the test accuracy shown at that epoch",
             "mixed": "chosen on the validation split where the logs have one, else in hindsight on the test set",
             "test": "chosen in hindsight on the test set"}[chosen_on(frame)]
 
 
 def chosen_so_far(df: pd.DataFrame, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: (test accuracy at the trial's best epoch up to this one, val_acc at that epoch). The best epoch is
-    the one with the lowest val_loss so far (CHOOSER; earliest on ties) in trials that have it, else the best test
-    accuracy so far; the second array is NaN without validation."""
+    """Per row: (test accuracy at the trial's best epoch up to this one, best val_acc up to this one). The best
+    epoch is chosen on val_acc (earliest on ties) in trials that have it, else on test_acc (then the first value
+    is the best test accuracy so far); the second array is NaN without val_acc."""
     test = pd.Series(df["test_acc"].to_numpy(float))
     by_test = test.groupby(codes).cummax().to_numpy()
-    if CHOOSER not in df or "val_acc" not in df:
+    if "val_acc" not in df:
         return by_test, np.full(len(df), np.nan)
-    val = pd.Series(df[CHOOSER].to_numpy(float))
-    best = val.groupby(codes).cummin().groupby(codes).ffill()  # cummin leaves NaN where val is missing
+    val = pd.Series(df["val_acc"].to_numpy(float))
+    best = val.groupby(codes).cummax().groupby(codes).ffill()  # cummax leaves NaN where val is missing
     before = best.groupby(codes).shift(1)
-    record = val.notna() & (before.isna() | (val < before))  # a strictly lower val_loss: this epoch becomes the choice
+    record = val.notna() & (before.isna() | (val > before))  # a strictly better val: this epoch becomes the choice
     at_choice = test.where(record).groupby(codes).ffill().to_numpy()
-    val_acc = pd.Series(df["val_acc"].to_numpy(float)).where(record).groupby(codes).ffill().to_numpy()
     has_val = val.notna().groupby(codes).transform("any").to_numpy()
-    return np.where(has_val, at_choice, by_test), val_acc
+    return np.where(has_val, at_choice, by_test), best.to_numpy()
 
 
 def _first_epoch(mask: np.ndarray, codes: np.ndarray, epoch: np.ndarray, n: int) -> np.ndarray:
@@ -140,7 +134,7 @@ def gpu_share(df: pd.DataFrame, fallback: float | None = None) -> tuple[pd.Serie
 
 def trial_summary(df: pd.DataFrame, gcols: list[str], gpus: pd.Series | None = None) -> pd.DataFrame:
     """One row per trial: config, group, epochs, status, stop reason, best/final accuracy and loss with their
-    epochs (one epoch chosen on validation where the trial has it: best_val_acc, best_val_loss and chosen_on say
+    epochs (chosen on val_acc/val_loss where the trial has them: best_val_acc, best_val_loss and chosen_on say
     so), epochs to 95/99/100% of the best, epochs to plateau, seconds and GPU-seconds, per-variant results."""
     codes, starts = trial_codes(df)
     n = len(starts)
@@ -159,16 +153,19 @@ def trial_summary(df: pd.DataFrame, gcols: list[str], gpus: pd.Series | None = N
     if PHASE_COLUMN in df:
         out[PHASE_COLUMN] = pd.Series(by[PHASE_COLUMN].last().to_numpy(), dtype=object).fillna("search").to_numpy()
     out["status"] = out["status"].fillna("unknown")
-    # validation chooses one epoch (CHOOSER's lowest) wherever the trial has it; the test values are read there
-    vrow = (_best_rows(df, by, CHOOSER, False, codes, n) if CHOOSER in df and "val_acc" in df
-            else np.full(n, -1, dtype=np.int64))
-    by_val = vrow >= 0
-    out["chosen_on"] = np.where(by_val, "val", "test")
-    for val in ("val_acc", "val_loss"):
-        out[f"best_{val}"] = np.where(by_val, df[val].to_numpy(float)[np.maximum(vrow, 0)], np.nan) if val in df \
-            else np.nan
-    for metric, name, maximize in (("test_acc", "acc", True), ("test_loss", "loss", False)):
-        row = np.where(by_val, vrow, _best_rows(df, by, metric, maximize, codes, n))  # else: hindsight on test
+    chosen_rows = None
+    for metric, name, val, maximize in (("test_acc", "acc", "val_acc", True), ("test_loss", "loss", "val_loss", False)):
+        row = _best_rows(df, by, metric, maximize, codes, n)
+        if val in df:  # validation chooses the epoch wherever the trial has it; the test value is read there
+            vrow = _best_rows(df, by, val, maximize, codes, n)
+            out[f"best_{val}"] = np.where(vrow >= 0, df[val].to_numpy(float)[np.maximum(vrow, 0)], np.nan)
+            row = np.where(vrow >= 0, vrow, row)
+            if name == "acc":
+                out["chosen_on"] = np.where(vrow >= 0, "val", "test")
+        else:
+            out[f"best_{val}"] = np.nan
+            if name == "acc":
+                out["chosen_on"] = "test"
         ok = row >= 0
         out[f"best_{metric}"] = np.where(ok, df[metric].to_numpy(float)[np.maximum(row, 0)], np.nan)
         out[f"best_{name}_epoch"] = pd.array(np.where(ok, epoch[np.maximum(row, 0)], np.nan), dtype="Int64")
@@ -180,6 +177,7 @@ def trial_summary(df: pd.DataFrame, gcols: list[str], gpus: pd.Series | None = N
         # 1e-12: 0.95 * best can round above a value equal to it in binary floating point
         out[f"epochs_to_{round(frac * 100)}pct"] = _first_epoch(acc >= frac * best[codes] - 1e-12, codes, epoch, n)
     out["epochs_to_plateau"] = _first_epoch(acc >= best[codes] - PLATEAU_PP - 1e-12, codes, epoch, n)
+    by_val = (out["chosen_on"] == "val").to_numpy()
     for col in ["test_acc"] + variant_columns(df):
         out[f"final_{col}"] = by[col].last().to_numpy()  # last non-null value: the accuracy the trial ended with
         if col != "test_acc":  # at the epoch chosen on validation, else the variant's own best

@@ -2,9 +2,9 @@
 
     from analysis.tradeoff import budget_table, pareto, compare_to_baseline, isolation, stop_audit, tuned_vs_baseline
 
-"Best" follows analysis.tables: the epoch (lowest val_loss) and the best group or trial (val_acc there) are chosen
-on the validation split when every trial has one, and the accuracy reported is the test accuracy at that epoch;
-without validation the choice is made in hindsight on the test set (optimistic).
+"Best" follows analysis.tables: the epoch (and the best group or trial) is chosen on the validation split when
+every trial has val_acc, and the accuracy reported is the test accuracy at that epoch; without val_acc the choice
+is made in hindsight on the test set (optimistic).
 
 - budget_table: for every epoch budget E, the accuracy if training had stopped at E, both at epoch E and
   best-so-far (the best epoch up to E), for the best group and for the average trial, the marginal gain of each

@@ -127,24 +127,6 @@ def test_the_report_says_validation_chose(choice_report):
     assert "tuned vs baseline" not in md  # a grid (no optuna.db, no phase column) gets no headline
 
 
-def test_the_lowest_validation_loss_chooses_the_epoch_not_a_lucky_accuracy(tmp_path):
-    # a small validation split's accuracy jumps by chance (epoch 2: 0.90) while its loss keeps falling to epoch 4;
-    # the epoch is the loss's, and every accuracy reported (test, val, best-so-far) is read there
-    test, val_acc, val_loss = [0.60, 0.85, 0.90, 0.93], [0.60, 0.90, 0.88, 0.89], [0.90, 0.40, 0.35, 0.30]
-    trial = LogTrial("t0", _config(0.01, 0), [epoch_metrics(t, lr=0.01, val_acc=a, val_loss=v)
-                                              for t, a, v in zip(test, val_acc, val_loss)])
-    out = build_report(_write_run(tmp_path / "run", [trial])).parent
-    row = pd.read_csv(out / "trials.csv").set_index("trial_id").loc["t0"]
-    assert (row["best_acc_epoch"], row["best_loss_epoch"], row["chosen_on"]) == (4, 4, "val")
-    assert row["best_test_acc [fraction]"] == pytest.approx(0.93)
-    assert row["best_val_acc [fraction]"] == pytest.approx(0.89) and row["best_val_loss"] == pytest.approx(0.30)
-    curv = pd.read_csv(out / "curves.csv").set_index("epoch")
-    # best so far: epoch 2 is the choice up to E=2 (loss 0.40), epoch 3 at E=3 (0.35), epoch 4 at E=4 (0.30)
-    assert curv["test_acc_best_so_far_mean [fraction]"].tolist() == pytest.approx([0.60, 0.85, 0.90, 0.93])
-    assert curv["val_acc_best_so_far_mean [fraction]"].tolist() == pytest.approx([0.60, 0.90, 0.88, 0.89])
-    assert "lowest validation loss" in (out / "report.md").read_text()
-
-
 def test_without_validation_the_test_set_chooses_and_the_report_warns(tmp_path):
     out = build_report(_choice_run(tmp_path / "run", with_val=False)).parent
     t = pd.read_csv(out / "trials.csv").set_index("trial_id")

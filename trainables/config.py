@@ -157,8 +157,7 @@ class SGDConfig(TrialConfig):
         "ge": 0, "none": "a tenth of the smallest digit's training images",
         "help": "validation images per digit, held out of the training split with the seed (disjoint from every "
                 "training subset of that seed) and logged as val_loss/val_acc; searches, schedulers and the "
-                "report choose on them (the report: each trial's epoch by val_loss, trials by val_acc there). 0: no "
-                "validation split (choices fall back to the test set)"})
+                "report choose on them. 0: no validation split (choices fall back to the test set)"})
     test_limit: int | None = field(default=None, metadata={
         "ge": 1, "none": "the whole test set", "help": "evaluate on the first N test images"})
     compile: str = field(default="off", metadata={
