@@ -15,7 +15,8 @@ index.html and report.md (the same content), the PNGs they show and the tables b
   curves.csv per group and epoch; test_acc.png / test_loss.png (the original study's Tables 3 and 4);
   size_effect.csv/png when train_per_class varies (its Table 2); variants.png when test_acc/<variant> exists.
 - tradeoff.csv/png (accuracy if stopped at each epoch budget, marginal gain, plateau), comparison.csv (best
-  group vs baseline and vs median group), confirm.csv (a search's headline, per seed), pareto.csv/png,
+  group vs baseline and vs median group), confirm.csv (a search's headline, per seed), confirm_ranked.csv
+  (every confirmed configuration, best first by validation, with its test accuracy), pareto.csv/png,
   best_epoch.png, isolation.csv/png, and audit.csv/png where a scheduler stopped trials early. With --compare:
   compare_groups.csv, compare.csv and compare.png.
 
@@ -32,7 +33,8 @@ without it (old logs, --val-per-class 0) they are picked in hindsight on the tes
 A search's report (RUN_DIR holds optuna.db, or the logs have a phase column) opens with the headline "tuned vs
 baseline: +x points (95% CI) on the test set, at y× the epochs and z× the compute": the best non-baseline
 configuration against the baseline (sweep.json's first configuration, or --baseline) on the confirm phase's
-trials only, with the per-seed numbers below it and in confirm.csv; without a confirm phase the same comparison
+trials only, with the per-seed numbers below it and in confirm.csv, then every confirmed configuration (the
+runners-up too) in confirm_ranked.csv; without a confirm phase the same comparison
 comes from the search's own trials and the line says it is optimistic. A baseline that did not run its whole
 epoch budget gets no number there, nor in comparison.csv: the report says where it was stopped instead.
 

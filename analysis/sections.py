@@ -420,6 +420,22 @@ def headline(d: RunData) -> Section | None:
         shown = pd.DataFrame({"seed": seeds[SEED_COLUMN].map(format_value) if SEED_COLUMN in seeds else "",
                               "baseline test acc %": seeds["baseline_test_acc"].map(fmt_pct),
                               "winner test acc %": seeds["winner_test_acc"].map(fmt_pct)})
+        shown.loc[len(shown)] = ["mean ± std", fmt_pct_pm(seeds["baseline_test_acc"].mean(),
+                                                      seeds["baseline_test_acc"].std()),
+                                 fmt_pct_pm(seeds["winner_test_acc"].mean(), seeds["winner_test_acc"].std())]
         parts.append(table(shown.astype(str), "confirm.csv holds these numbers with each trial and chosen epoch."))
         files["confirm.csv"] = csv_bytes(seeds, tradeoff.PER_SEED_ACCURACIES)
+    if confirm and h.get("ranked") is not None and len(h["ranked"]) > 2:
+        r = h["ranked"]
+        shown = pd.DataFrame({"configuration": r["group"], "role": r["role"], "seeds": r["n_seeds"].map(str),
+                              "val acc % (mean ± std)": [fmt_pct_pm(m, s) for m, s in zip(r["val_acc_mean"],
+                                                                                         r["val_acc_std"])],
+                              "test acc % (mean ± std)": [fmt_pct_pm(m, s) for m, s in zip(r["test_acc_mean"],
+                                                                                          r["test_acc_std"])]})
+        parts.append(table(shown.astype(str),
+                           f"Every confirmed configuration, best first by {chose} (the winner's choice), each at "
+                           "its trials' chosen epochs: a runner-up within the seeds' spread of the winner could as "
+                           "well have won, so read the runners-up's test accuracies as part of what tuning buys. "
+                           "confirm_ranked.csv holds them."))
+        files["confirm_ranked.csv"] = csv_bytes(r, tradeoff.RANKED_ACCURACIES)
     return section("Tuned vs baseline", parts, files)

@@ -228,7 +228,7 @@ def tuned_vs_baseline(trials: pd.DataFrame, gcols: list[str], compute: str, firs
     baseline_unfinished, or None), problem (why there is no comparison, or None); and with a comparison: n_winner,
     n_baseline, diff_pp, lo_pp, hi_pp (Welch 95% interval, percentage points), epochs_ratio (mean epochs run per
     trial), compute_ratio (mean ``compute`` per trial), per_seed (one row per seed: each side's test accuracy
-    at its val-chosen epoch)."""
+    at its val-chosen epoch); with a winner, ranked (every configuration of the pool, see _ranked)."""
     phase = phases(trials)
     confirm = trials[phase == "confirm"]
     pool = confirm if len(confirm) else trials[phase != "confirm"]
@@ -247,8 +247,10 @@ def tuned_vs_baseline(trials: pd.DataFrame, gcols: list[str], compute: str, firs
     if others.empty:
         out["problem"] = f"the {out['source']} trials hold the baseline configuration only"
         return out
-    winner = others.loc[others[rank_column(groups)].astype(float).idxmax(), "group"]
+    rank = rank_column(groups)
+    winner = others.loc[others[rank].astype(float).idxmax(), "group"]
     out["winner"] = winner
+    out["ranked"] = _ranked(groups, rank, base, winner)
     out["unfinished"] = baseline_unfinished(pool, base)
     if out["unfinished"] is not None:
         return out
@@ -268,6 +270,24 @@ def tuned_vs_baseline(trials: pd.DataFrame, gcols: list[str], compute: str, firs
     out["per_seed"] = per_seed[seed + ["baseline_test_acc", "winner_test_acc", "baseline_epoch", "winner_epoch",
                                       "baseline_trial", "winner_trial"]].reset_index(drop=True)
     return out
+
+
+# tuned_vs_baseline's ranked table: accuracy columns (fractions)
+RANKED_ACCURACIES = ("val_acc_mean", "val_acc_std", "test_acc_mean", "test_acc_std")
+
+
+def _ranked(groups: pd.DataFrame, rank: str, base: str, winner: str) -> pd.DataFrame:
+    """Every configuration of the pool, best first by ``rank`` (the statistic that chose the winner): its role,
+    seeds, mean ± std of val_acc and of test accuracy at the chosen epochs, mean epochs run. How close the runners-up
+    came shows how much the choice of one winner among them rests on noise."""
+    out = pd.DataFrame({"group": groups["group"], "role": "", "n_seeds": groups["n_seeds"]})
+    out.loc[groups["group"] == base, "role"] = "baseline"
+    out.loc[groups["group"] == winner, "role"] = "winner"
+    for name, col in (("val_acc", "best_val_acc"), ("test_acc", "best_test_acc")):
+        out[f"{name}_mean"], out[f"{name}_std"] = groups[f"{col}_mean"], groups[f"{col}_std"]
+    out["epochs_mean"] = groups["epochs_mean"]
+    order = groups[rank].astype(float).fillna(-np.inf).to_numpy()
+    return out.iloc[np.argsort(-order, kind="stable")].reset_index(drop=True)
 
 
 def _ratio(a: pd.Series, b: pd.Series) -> float:

@@ -116,6 +116,7 @@ ACCURACY_COLUMNS = {
                      "marginal_gain_best_group", "marginal_gain_mean_trial"],
     "comparison.csv": ["best acc (best)", "best acc (reference)", "Δ best acc", "Δ final acc"],
     "confirm.csv": ["baseline_test_acc", "winner_test_acc"],
+    "confirm_ranked.csv": ["val_acc_mean", "val_acc_std", "test_acc_mean", "test_acc_std"],
     "pareto.csv": ["best_test_acc"],
     "isolation.csv": ["best_group_acc"],
     "audit.csv": ["best_so_far_at_stop", "acc_at_stop", "winner_acc_at_stop", "winner_best_so_far_at_stop",
@@ -131,6 +132,7 @@ PLAIN = {"trials.csv": ["best_test_loss", "best_val_loss", "total_seconds", "bes
          "tradeoff.csv": ["share_of_final_best", "cumulative_compute_gpu_seconds"],
          "comparison.csv": ["Δ epochs run", "Δ seconds / trial"],
          "audit.csv": ["seconds_saved", "epochs_saved"], "compare.csv": ["seconds (total)"],
+         "confirm_ranked.csv": ["n_seeds", "epochs_mean"],
          "sigma_curve.csv": ["ink_in_frame"]}
 
 

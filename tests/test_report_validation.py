@@ -227,6 +227,23 @@ def test_headline_comes_from_the_confirm_phase_only(tmp_path):
     assert "href='confirm.csv'" in page
 
 
+def test_headline_shows_each_side_mean_and_every_confirmed_configuration(tmp_path):
+    out = build_report(_search_run(tmp_path / "run", confirm=True)).parent
+    md = (out / "report.md").read_text().split("## ")[0]
+    assert "| mean ± std | 77.7 ± 2.5 | 85.0 ± 2.6 |" in md  # (78, 80, 75) and (84, 88, 83)
+    # best first by mean val_acc: the winner (0.90), lr=0.1 (0.85, though best on test: 0.91), the baseline (0.81)
+    ranked = pd.read_csv(out / "confirm_ranked.csv")
+    assert ranked["group"].tolist() == ["lr=0.05", "lr=0.1", "lr=0.01"]
+    assert ranked["role"].fillna("").tolist() == ["winner", "", "baseline"]
+    assert ranked["val_acc_mean [fraction]"].tolist() == pytest.approx([0.90, 0.85, 0.81])
+    assert ranked["test_acc_mean [fraction]"].tolist() == pytest.approx([0.85, 0.91, (0.78 + 0.80 + 0.75) / 3])
+    assert ranked["n_seeds"].tolist() == [3, 3, 3]
+    assert "| lr=0.1 |  | 3 | 85.0 ± 1.0 | 91.0 ± 1.0 |" in md
+    # a search without a confirm phase has no such table
+    plain = build_report(_search_run(tmp_path / "plain", confirm=False)).parent
+    assert not (plain / "confirm_ranked.csv").exists()
+
+
 # --- (d) no confirm phase: the search's own, optimistic answer -----------------------------------------------------
 
 @pytest.mark.parametrize("marker", ["phase column", "optuna.db"])
