@@ -39,6 +39,7 @@ class Section:
     markdown: str
     html: str
     files: dict[str, bytes | str] = field(default_factory=dict)
+    lead: str | None = None  # the section's answer in one line, for a terminal (a search's headline)
 
 
 FRACTION = " [fraction]"  # the header suffix of a CSV column holding accuracies (or their differences) as fractions

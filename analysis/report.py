@@ -211,6 +211,12 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, compare
                  baseline: str | None = None) -> Path:
     """Write the report for RUN_DIR into OUT_DIR (default RUN_DIR/report) and return index.html's path.
     ``compare``: a second run shown side by side; ``baseline``: the group label to compare the best group with."""
+    return write_report(run_dir, out_dir, compare, baseline)[0]
+
+
+def write_report(run_dir: str | Path, out_dir: str | Path | None = None, compare: str | Path | None = None,
+                 baseline: str | None = None) -> tuple[Path, str | None]:
+    """build_report, also returning a search's headline line ("tuned vs baseline: ..."; None for a grid)."""
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir / "report"
     data = load_run(run_dir, baseline)
@@ -224,7 +230,8 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, compare
         files = top.files
     if (first := completeness(data)) is not None:
         intro.insert(0, note(first))
-    return write_page(out, f"Sweep report: {run_dir.resolve().name}", sections, intro, files=files)
+    index = write_page(out, f"Sweep report: {run_dir.resolve().name}", sections, intro, files=files)
+    return index, top.lead if top is not None else None
 
 
 def _headline(data: RunData) -> Section | None:

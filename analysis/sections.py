@@ -438,4 +438,6 @@ def headline(d: RunData) -> Section | None:
                            "well have won, so read the runners-up's test accuracies as part of what tuning buys. "
                            "confirm_ranked.csv holds them."))
         files["confirm_ranked.csv"] = csv_bytes(r, tradeoff.RANKED_ACCURACIES)
-    return section("Tuned vs baseline", parts, files)
+    out = section("Tuned vs baseline", parts, files)
+    out.lead = line
+    return out

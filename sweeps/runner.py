@@ -468,9 +468,12 @@ def _summarize(args, study: Study, run_dir: Path, results: list, seconds: float,
 def _write_report(args, run_dir: Path) -> None:
     if args.no_report:
         return
-    from analysis.report import build_report
+    from analysis.report import write_report
 
     try:
-        print(f"report: {build_report(run_dir)}")
+        index, headline = write_report(run_dir)
+        print(f"report: {index}")
+        if headline:  # a search's honest answer, not only its best single trial
+            print(headline)
     except Exception as err:  # the sweep's logs are safe; a report problem must not hide that
         print(f"warning: the report could not be written ({err}); run python -m analysis.report {run_dir}")

@@ -13,16 +13,16 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module", params=["stn_search", "transfer_search"])
 def smoke_search(request, mnist_dir, tmp_path_factory):
-    """(script, RUN_DIR) of each search script's smoke test, run once for the tests below."""
+    """(script, RUN_DIR, the finished process) of each search script's smoke test, run once for the tests below."""
     run = tmp_path_factory.mktemp(request.param) / "RUN"
     proc = run_cli(f"sweeps/{request.param}.py", "--smoke-test", "--data-dir", str(mnist_dir), "--out", str(run),
                    env=ONE_SLOT, timeout=SWEEP_TIMEOUT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return request.param, run
+    return request.param, run, proc
 
 
 def test_smoke_search_prunes_what_asha_stopped(smoke_search):
-    script, run = smoke_search
+    script, run, _ = smoke_search
     study, per_trial = check_study_agrees_with_logs(run, 4)
     baseline = {"stn_search": {"batch_size": 64, "lr": 0.01, "lr_step": 0},
                 "transfer_search": {"batch_size": 4, "lr": 0.001, "lr_step": 7}}[script]
@@ -50,7 +50,7 @@ def test_smoke_search_prunes_what_asha_stopped(smoke_search):
 
 
 def test_report_on_a_real_smoke_search(smoke_search):
-    script, run = smoke_search
+    script, run, _ = smoke_search
     out = run / "report"
     md = (out / "report.md").read_text()
     logs = pd.read_parquet(run / "logs")
@@ -69,3 +69,12 @@ def test_report_on_a_real_smoke_search(smoke_search):
     budget = int(logs["config/epochs"].max())
     assert (audit["epochs_saved"] == budget - audit["stop_epoch"]).all()
     assert " failed\n" not in md
+
+
+def test_the_terminal_ends_with_the_reports_headline(smoke_search):
+    _, run, proc = smoke_search
+    md = (run / "report" / "report.md").read_text()
+    headline = next(line for line in md.splitlines() if line.startswith("> tuned vs baseline"))[2:]
+    lines = proc.stdout.splitlines()
+    assert headline in lines and lines.index(headline) > lines.index(f"report: {run / 'report' / 'index.html'}")
+    assert headline.startswith("tuned vs baseline: ")  # from the confirm phase: not the search's optimistic one
