@@ -195,6 +195,18 @@ def label(key: str) -> str:
 
 
 # -- the trials -------------------------------------------------------------------------------------------------------
+class RestoreNotes(tune.Callback):
+    """Prints, on stderr, what a trial's restore skipped (unreadable checkpoints, where it resumed), which the trial
+    sends with its first result after restoring (trainables.loop.RESTORE_NOTES). Results reach the driver for
+    sure; a trial's own stderr may not, when the sweep ends soon after."""
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        from trainables.loop import RESTORE_NOTES
+
+        for line in str(result.get(RESTORE_NOTES) or "").splitlines():
+            tqdm.write(line, file=sys.stderr)  # above the progress view's bars, on a terminal
+
+
 class TrialProgress(tune.Callback):
     """The view of a sweep's trials. `total_trials` and `epochs` (per trial) are the plan; a trial stopped early
     takes its unrun epochs out of the total, so the ETA is for the work that is left."""

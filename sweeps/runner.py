@@ -311,7 +311,7 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
     from ray import tune
     from ray.tune.search import BasicVariantGenerator
 
-    from sweeps.console import LiveReport, TrialProgress
+    from sweeps.console import LiveReport, RestoreNotes, TrialProgress
     from sweeps.parquet_logger import ParquetLogger
 
     start_ray(args.address, args.verbose)
@@ -353,6 +353,7 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
             views = [] if args.verbose else [TrialProgress(trials, epochs, metric,
                                                            study.mode, phase=phase or "trials")]
             views += [live] if live is not None else []
+            views.append(RestoreNotes())  # with or without --verbose: a skipped checkpoint is always said
             if (run_dir / name / "tuner.pkl").exists():
                 for made in recreate_missing_checkpoints(run_dir / name):
                     print(f"note: checkpoint {made} was missing; its trial resumes from an older one")

@@ -15,8 +15,8 @@ import pytest
 import torch
 from torch import nn
 
-from trainables.loop import (STATE_FILE, MemoryReporter, TuneReporter, UnreadableCheckpoint, fit, load_state,
-                             newest_readable_state, older_checkpoints)
+from trainables.loop import (RESTORE_NOTES, STATE_FILE, MemoryReporter, TuneReporter, UnreadableCheckpoint, fit,
+                             load_state, newest_readable_state, older_checkpoints)
 
 CPU = torch.device("cpu")
 
@@ -100,6 +100,34 @@ def test_tune_reporter_restore_skips_the_bad_checkpoint_on_every_attempt(tmp_pat
     monkeypatch.setattr(tune, "get_checkpoint", lambda: tune.Checkpoint.from_directory(dirs[1]))
     for _attempt in range(3):
         assert TuneReporter().restore()["epoch"] == 1
+
+
+def test_tune_reporter_sends_what_restore_skipped_with_its_next_result(tmp_path, monkeypatch, capsys):
+    """The skipped checkpoint's line travels in the first result after the restore (results always reach the
+    driver; a trial's stderr may not), once, and not on the trial's stderr as well."""
+    from ray import tune
+
+    dirs = [write_checkpoint(tmp_path, i, epoch=i + 1) for i in range(2)]
+    truncate(dirs[1] / STATE_FILE)
+    monkeypatch.setattr(tune, "get_checkpoint", lambda: tune.Checkpoint.from_directory(dirs[1]))
+    sent = []
+    monkeypatch.setattr(tune, "report", lambda metrics, checkpoint=None: sent.append(metrics))
+    reporter = TuneReporter()
+    assert reporter.restore()["epoch"] == 1
+    reporter.report({"epoch": 2}, {"epoch": 2, "model": {}})
+    reporter.report({"epoch": 3}, {"epoch": 3, "model": {}})
+    notes = sent[0][RESTORE_NOTES].splitlines()
+    assert len(notes) == 1 and str(dirs[1]) in notes[0] and "resuming from checkpoint_000000 (epoch 1)" in notes[0]
+    assert RESTORE_NOTES not in sent[1]
+    assert capsys.readouterr().err == ""
+
+
+def test_the_driver_prints_a_results_restore_notes_on_stderr(capsys):
+    from sweeps.console import RestoreNotes
+
+    RestoreNotes().on_trial_result(0, [], None, {"epoch": 2, RESTORE_NOTES: "warning: one\nwarning: two"})
+    RestoreNotes().on_trial_result(0, [], None, {"epoch": 3})
+    assert capsys.readouterr().err.splitlines() == ["warning: one", "warning: two"]
 
 
 def test_tune_reporter_refuses_a_state_without_an_epoch():

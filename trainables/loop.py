@@ -520,6 +520,9 @@ def _trial_id() -> str:
         return "?"
 
 
+RESTORE_NOTES = "restore_notes"  # a result's lines about checkpoints a restore skipped (TuneReporter)
+
+
 class TuneReporter:
     """Reports to Ray Tune with a checkpoint every epoch and restores from the trial's newest readable one.
 
@@ -527,12 +530,18 @@ class TuneReporter:
     `analysis` can read what a trained model does without importing torch.
 
     A checkpoint whose state.pt is missing, empty, truncated or damaged (torch stores a CRC-32 per record, checked
-    on restore) is reported in one line on the trial's stderr and skipped: the trial resumes from the newest older
-    checkpoint in its folder that loads, or from scratch. Restoring never raises for a bad checkpoint: a retry that
-    Tune starts from the same checkpoint falls back the same way instead of failing on it again."""
+    on restore) is skipped: the trial resumes from the newest older checkpoint in its folder that loads, or from
+    scratch. Restoring never raises for a bad checkpoint: a retry that Tune starts from the same checkpoint falls
+    back the same way instead of failing on it again. What was skipped travels as one line each in the first
+    result after the restore (metric RESTORE_NOTES), which the driver prints (sweeps.console.RestoreNotes): a
+    trial's own stderr reaches the driver through Ray's log forwarding, which drops what a short trial prints
+    just before the sweep ends."""
 
     FILE = STATE_FILE
     ARRAYS = "inspection.npz"
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []  # restore's lines, not yet sent with a result
 
     def restore(self) -> dict[str, Any] | None:
         from ray import tune
@@ -546,7 +555,7 @@ class TuneReporter:
             # it; a download from remote storage brings this one only.
             if Path(d) == Path(checkpoint.path):
                 dirs += older_checkpoints(Path(d))
-            found = newest_readable_state(dirs, trial=_trial_id())
+            found = newest_readable_state(dirs, trial=_trial_id(), say=self.notes.append)
         return None if found is None else found[1]
 
     def report(self, metrics: dict[str, Any], state: dict[str, Any], arrays: dict[str, Any] | None = None) -> None:
@@ -560,7 +569,10 @@ class TuneReporter:
             torch.save(state, Path(d) / self.FILE)
             if arrays is not None:
                 np.savez_compressed(Path(d) / self.ARRAYS, **arrays)
+            if self.notes:
+                metrics = {**metrics, RESTORE_NOTES: "\n".join(self.notes)}
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+        self.notes = []
 
 
 def fit(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, *, train: Split,
