@@ -78,8 +78,12 @@ def quiet_ray(verbose: bool) -> None:
     even when silent (verbose=0); its classic output stays silent."""
     if not verbose:
         os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
-        # Optuna announces every study it creates; its warnings still show
-        logging.getLogger("optuna").addFilter(lambda record: record.levelno >= logging.WARNING)
+        # Optuna announces every study it creates; its warnings still show. Its messages come from child loggers
+        # ("optuna.storages..."), which a filter on "optuna" never sees: set the level through Optuna's own API.
+        if "optuna" in sys.modules:  # imported by search scripts only; nothing else logs through it
+            import optuna
+
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
         for name in ("ray._private.authentication.authentication_token_setup", "ray"):
             logging.getLogger(name).addFilter(_DropMessages("Token authentication is enabled"))
 

@@ -78,3 +78,11 @@ def test_the_terminal_ends_with_the_reports_headline(smoke_search):
     lines = proc.stdout.splitlines()
     assert headline in lines and lines.index(headline) > lines.index(f"report: {run / 'report' / 'index.html'}")
     assert headline.startswith("tuned vs baseline: ")  # from the confirm phase: not the search's optimistic one
+
+
+def test_optunas_routine_messages_stay_off_the_terminal(smoke_search):
+    """Optuna logs "[I <time>] A new study created ..." at INFO through its own child loggers; without --verbose
+    the terminal shows the progress view, not that."""
+    _, _, proc = smoke_search
+    chatter = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("[I ")]
+    assert chatter == []
