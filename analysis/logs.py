@@ -244,7 +244,26 @@ def _formatted_codes(col: pd.Series, digits: int | None = None) -> tuple[np.ndar
         codes, uniques = pd.factorize(col, use_na_sentinel=False)
     except TypeError:  # unhashable values (lists): format each cell
         return np.arange(len(col)), np.array([format_value(v, digits) for v in col], dtype=object)
-    return codes, np.array([format_value(v, digits) for v in uniques], dtype=object)
+    if not digits:
+        return codes, np.array([format_value(v) for v in uniques], dtype=object)
+    return codes, np.array(_rounded_apart(list(uniques), digits), dtype=object)
+
+
+def _rounded_apart(values: list, digits: int) -> list[str]:
+    """format_value of each distinct value with ``digits`` significant digits, or more where fewer would make two
+    values read the same (0.0012341 and 0.0012349 -> 0.001234, 0.001235; 0.0123456 beside them stays 0.0123)."""
+    places = [digits] * len(values)
+    texts = [format_value(v, digits) for v in values]
+    while True:
+        seen: dict[str, list[int]] = {}
+        for i, text in enumerate(texts):
+            seen.setdefault(text, []).append(i)
+        clashes = [i for same in seen.values() if len(same) > 1 for i in same if places[i] < 17]
+        if not clashes:
+            return texts
+        for i in clashes:
+            places[i] += 1
+            texts[i] = format_value(values[i], places[i]) if places[i] < 17 else format_value(values[i])
 
 
 def _formatted(col: pd.Series, digits: int | None = None) -> np.ndarray:

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from analysis.logs import group_columns, group_label, load_logs
+from analysis.logs import group_columns, group_label, group_labels, load_logs
 from analysis.report import build_report
 from helpers import PNG_MAGIC, ROOT, LogTrial, epoch_metrics, write_logs
 
@@ -69,6 +69,16 @@ def test_load_logs_dedupes_and_skips_bad_files(run_dir):
     assert group_label(df.iloc[0], ["config/lr"]) == "lr=0.01"
     assert group_label({"config/seed": 1, "config/train_per_class": None}) == "train_per_class=None"
     assert group_label(df.iloc[0], []) == "all trials"
+
+
+def test_rounded_legend_labels_keep_distinct_values_apart():
+    """Legends round floats (digits=3), but never so far that two searched learning rates read the same."""
+    lrs = [0.0012341, 0.0012349, 0.01, 0.0123456789]
+    frame = pd.DataFrame({"config/lr": lrs, "config/batch_size": [64, 64, 128, 128]})
+    assert group_labels(frame, ["config/lr"], digits=3) == ["lr=0.001234", "lr=0.001235", "lr=0.01", "lr=0.0123"]
+    assert group_labels(frame, ["config/lr"]) == [f"lr={v}" for v in lrs]  # exact without digits: they key groups
+    assert group_labels(frame.iloc[2:], ["config/lr", "config/batch_size"], digits=3) == [
+        "lr=0.01, batch_size=128", "lr=0.0123, batch_size=128"]
 
 
 def test_report_tables_hold_hand_known_numbers(run_dir):
