@@ -433,8 +433,6 @@ def _stored_points(run_dir: Path) -> list | None:
 
 
 def _summarize(args, study: Study, run_dir: Path, results: list, seconds: float, total: int, metric: str) -> int:
-    from sweeps.console import fmt_metric
-
     # Counted from Tune's final snapshots: after a Ctrl-C, Tune's in-memory trials read TERMINATED once their
     # actors are stopped, while the snapshot keeps what they were (RUNNING, PENDING).
     statuses = [*_experiment_trials(run_dir / TUNE_DIR).values(),
@@ -449,9 +447,7 @@ def _summarize(args, study: Study, run_dir: Path, results: list, seconds: float,
     print(f"\n{study.name}: {finished} of {total} trial(s) finished in {seconds:.0f} s, {n_err} failed"
           + (f", {unfinished} did not finish (interrupted)" if interrupted else ""))
     try:
-        best = results[0].get_best_result(metric=metric, mode=study.mode, scope="all")
-        print(f"best {fmt_metric(metric, best.metrics_dataframe[metric].max())} over all epochs"
-              f"{' of the search' if len(results) > 1 else ''} (config {json.dumps(best.config)})")
+        print(_best_line(results[0], metric, study, search=len(results) > 1))
     except Exception:  # no trial reported anything (all failed), or the search ran before a resume
         pass
     for result in (r for grid in results for r in grid):
@@ -464,6 +460,23 @@ def _summarize(args, study: Study, run_dir: Path, results: list, seconds: float,
               file=sys.stderr)
         return 130
     return 1 if n_err else 0
+
+
+def _best_line(grid, metric: str, study: Study, search: bool) -> str:
+    """The best epoch of the (search's) trials on `metric`, the test accuracy there, and the config keys that
+    varied between those trials: what a reader compares (sweep.json and the report hold every key)."""
+    from sweeps.console import fmt_metric
+
+    best = grid.get_best_result(metric=metric, mode=study.mode, scope="all")
+    epochs = best.metrics_dataframe
+    row = epochs.loc[epochs[metric].idxmax() if study.mode == "max" else epochs[metric].idxmin()]
+    configs = [r.config for r in grid]
+    varied = [k for k in best.config
+              if len({json.dumps(c.get(k), sort_keys=True, default=str) for c in configs}) > 1]
+    test = f" ({fmt_metric(study.metric, row[study.metric])} there)" if metric != study.metric else ""
+    whose = "the search's trial" if search else "trial"
+    return (f"best {fmt_metric(metric, row[metric])} at epoch {int(row['epoch'])} of {whose} {row['trial_id']}{test}"
+            + (": " + ", ".join(f"{k}={best.config[k]}" for k in varied) if varied else ""))
 
 
 def _write_report(args, run_dir: Path) -> None:

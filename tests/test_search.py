@@ -86,3 +86,17 @@ def test_optunas_routine_messages_stay_off_the_terminal(smoke_search):
     _, _, proc = smoke_search
     chatter = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("[I ")]
     assert chatter == []
+
+
+def test_the_terminal_names_the_best_search_trial_by_what_varied(smoke_search):
+    """The summary's "best" line: the search's best validation epoch, the test accuracy there, and only the keys
+    the search varied (not every constant of the study)."""
+    script, run, proc = smoke_search
+    line = next(line for line in proc.stdout.splitlines() if line.startswith("best val_acc "))
+    df = pd.read_parquet(run / "logs")
+    search = df[df["phase"] == "search"]
+    top = search.loc[search["val_acc"].idxmax()]
+    assert line.startswith(f"best val_acc {100 * top.val_acc:.1f}% at epoch {top.epoch} of the search's trial "
+                           f"{top.trial_id} (test_acc {100 * top.test_acc:.1f}% there): ")
+    keys = [part.split("=")[0] for part in line.split("): ", 1)[1].split(", ")]
+    assert set(keys) == {"batch_size", "lr", "lr_step"}  # what the search varied; seed 0 throughout
