@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from analysis.files import atomic_write
+from analysis.logs import format_value
 from analysis.runstate import RunLock, RunLocked, write_status
 from sweeps.confirm import CONFIRM_DIR, CONFIRM_FILE, best_configs, confirm_points, confirm_seeds, load_or_choose
 from sweeps.options import build_parser, describe, resolve, resolved_args
@@ -476,7 +477,7 @@ def _best_line(grid, metric: str, study: Study, search: bool) -> str:
     test = f" ({fmt_metric(study.metric, row[study.metric])} there)" if metric != study.metric else ""
     whose = "the search's trial" if search else "trial"
     return (f"best {fmt_metric(metric, row[metric])} at epoch {int(row['epoch'])} of {whose} {row['trial_id']}{test}"
-            + (": " + ", ".join(f"{k}={best.config[k]}" for k in varied) if varied else ""))
+            + (": " + ", ".join(f"{k}={format_value(best.config[k])}" for k in varied) if varied else ""))
 
 
 def _write_report(args, run_dir: Path) -> None:
