@@ -110,8 +110,8 @@ def test_a_full_disk_is_one_line_and_the_logs_stay_readable(mnist_dir, tiny_disk
     line = one_error_line(proc, 1, "No space left on device", "intact", "--resume")
     assert str(run) in line
     if (run / "logs").exists():  # whatever was written is whole
-        df = pd.read_parquet(run / "logs")
-        assert not df.duplicated(["trial_id", "epoch"]).any()
+        df = pd.read_parquet(run / "logs")  # no columns when the disk filled before the first file
+        assert df.empty or not df.duplicated(["trial_id", "epoch"]).any()
 
 
 def test_an_address_that_does_not_answer_is_one_line(mnist_dir, tmp_path):
