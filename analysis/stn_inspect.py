@@ -108,7 +108,8 @@ def plot_theta_hist(frames: dict[str, pd.DataFrame], title: str) -> bytes:
         lo, hi = np.percentile(finite, [0.5, 99.5]) if len(finite) else (0, 1)
         bins = np.linspace(lo, hi if hi > lo else lo + 1e-3, 40)
         for i, (v, x) in enumerate(values.items()):
-            ax.hist(np.clip(x, lo, hi), bins=bins, alpha=0.55, color=f"C{i}", label=v)
+            # one filled outline per type rather than a patch per bin: the same picture, far fewer artists to draw
+            ax.hist(np.clip(x, lo, hi), bins=bins, histtype="stepfilled", alpha=0.55, color=f"C{i}", label=v)
         ax.set_title(param)
     axes[0].legend()
     fig.suptitle(f"{title}: θ over the whole test set per deformation type (0.5-99.5 percentile range shown)")

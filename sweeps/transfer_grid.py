@@ -22,9 +22,9 @@ STUDY = Study(
     name="transfer_grid", doc=__doc__, trainable=train_transfer, config_cls=TransferConfig,
     defaults={"model": ["resnet50", "vgg19"], "train_per_class": [10, 30, 50, 70, 90], "seed": [0, 1, 2]},
     # --smoke-test: both backbones, two sizes, one seed, 2 epochs, random weights, 32 px, 5 validation images per
-    # digit (the default split would be most of the feature pass), 200 test images.
-    smoke={"train_per_class": [10, 30], "seed": [0], "epochs": 2, "weights": "none", "image_size": 32,
-           "val_per_class": 5, "test_limit": 200},
+    # digit (the default split would be most of the feature pass), 100 test images.
+    smoke={"train_per_class": [10, 20], "seed": [0], "epochs": 2, "weights": "none", "image_size": 32,
+           "val_per_class": 5, "test_limit": 100},
     notes={"epochs": "the original study's short variant: 15"},
     prepare=cached_features, gpu_share=trial_gpu_share,  # cached heads train on CPU
 )

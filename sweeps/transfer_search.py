@@ -28,9 +28,9 @@ SEARCH = SearchSpace(
 STUDY = Study(
     name="transfer_search", doc=__doc__, trainable=train_transfer, config_cls=TransferConfig, search=SEARCH,
     # --smoke-test: 4 trials of up to 4 epochs, random weights, 32 px, 10 training and 5 validation images per digit,
-    # 200 test images.
+    # 100 test images.
     smoke={"epochs": 4, "weights": "none", "image_size": 32, "train_per_class": 10, "val_per_class": 5,
-           "test_limit": 200},
+           "test_limit": 100},
     prepare=cached_features, gpu_share=trial_gpu_share,  # cached heads train on CPU
 )
 

@@ -57,16 +57,16 @@ def test_smoke_transfer_grid(smoke_grid):
     # the feature pass's compute, for the report: each pass's seconds, and each trial's share of its images
     passes = json.loads((run / "features.json").read_text())["passes"]
     assert sorted(p["key"] for p in passes) == ["resnet50|none|32|fp32", "vgg19|none|32|fp32"]
-    assert all(p["seconds"] > 0 and p["gpu_seconds"] == 0 and p["images"] == 300 + 50 + 200 for p in passes)
+    assert all(p["seconds"] > 0 and p["gpu_seconds"] == 0 and p["images"] == 200 + 50 + 100 for p in passes)
     df = pd.read_parquet(run / "logs")
     assert set(df["config/model"]) == {"resnet50", "vgg19"}
-    assert set(df["config/train_per_class"]) == {10, 30} and set(df["config/seed"]) == {0}
+    assert set(df["config/train_per_class"]) == {10, 20} and set(df["config/seed"]) == {0}
     assert (df["config/backbone_mode"] == "cached").all() and (df["config/weights"] == "none").all()
     assert len(df) == 2 * 2 * 2 and not df.duplicated(["trial_id", "epoch"]).any()
     assert df["test_acc"].between(0, 1).all()
     assert set(df["feature_key"]) == {p["key"] for p in passes}
-    # training subset + validation split (5 per digit) + 200 test images
-    assert df.groupby("config/train_per_class")["feature_images"].first().to_dict() == {10: 350.0, 30: 550.0}
+    # training subset + validation split (5 per digit) + 100 test images
+    assert df.groupby("config/train_per_class")["feature_images"].first().to_dict() == {10: 250.0, 20: 350.0}
     assert (run / "report" / "size_effect.png").stat().st_size > 0  # Table 2: best accuracy against size
     sizes = pd.read_csv(run / "report" / "size_effect.csv")
     assert len(sizes) == 4

@@ -26,7 +26,9 @@ def numbers_in(tree: Any, path: str = "") -> Iterator[tuple[str, float]]:
 
 def test_gpu_benchmark_smoke_runs_every_section(mnist_dir, tmp_path):
     out = tmp_path / "gpu.json"
-    done = run_cli("benchmarks/gpu.py", "--smoke", "--data-dir", str(mnist_dir), "--json", str(out))
+    # one backbone: VGG19 takes the same code path at several times ResNet50's CPU time
+    done = run_cli("benchmarks/gpu.py", "--smoke", "--models", "resnet50", "--data-dir", str(mnist_dir),
+                   "--json", str(out))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     for name, letter in SECTIONS.items():
         assert f"{letter} {name}" in done.stdout  # its progress line
@@ -47,8 +49,8 @@ def test_gpu_benchmark_smoke_runs_every_section(mnist_dir, tmp_path):
         assert (t["measured"] >= 0 if t["unit"] == "%" else t["measured"] > 0), t
         assert t["target"] > 0 and t["op"] in (">=", "<=") and isinstance(t["met"], bool), t
     sections = figures["sections"]
-    assert set(sections["features"]["backbones"]) == {"resnet50", "vgg19"}
-    assert sections["heads"]["trials"] == 8 and sections["heads"]["workers"] == 2
+    assert set(sections["features"]["backbones"]) == {"resnet50"}
+    assert sections["heads"]["trials"] == 4 and sections["heads"]["workers"] == 2
     assert sections["stn"]["compiled"]["compile_s"] > 0 and "compile_s" not in sections["stn"]["ours"]
     acc = [t for t in figures["targets"] if t["unit"] == "%"]
     assert [t["measured"] for t in acc] == [100 * sections["stn"]["ours"]["test_acc"],

@@ -17,8 +17,8 @@ from sweeps import features
 from trainables.transfer import TransferConfig
 
 ONE_LOGICAL_GPU = {"RAY_OVERRIDE_RESOURCES": json.dumps({"GPU": 1})}
-TINY_TRANSFER = ["--models", "resnet18", "--weights", "none", "--image-size", "32", "--sizes", "10",
-                 "--seeds", "0", "1", "--val-per-class", "5", "--test-limit", "50", "--no-report"]
+TINY_TRANSFER = ["--models", "resnet18", "--weights", "none", "--image-size", "32", "--sizes", "5",
+                 "--seeds", "0", "1", "--val-per-class", "2", "--test-limit", "20", "--no-report"]
 
 
 def trial_windows(run) -> dict[str, tuple[float, float]]:
@@ -53,9 +53,9 @@ def test_the_feature_task_takes_a_gpu_when_there_is_one(monkeypatch, cluster_gpu
 
 @pytest.mark.slow
 def test_transfer_grid_feature_task_holds_the_gpu_and_heads_train_on_cpu_side_by_side(mnist_dir, tmp_path):
-    # 30 epochs: a 1-epoch head trial ends sooner than two actors start on 2 busy cores, so no overlap could show
+    # 60 epochs: a 1-epoch head trial ends sooner than two actors start on 2 busy cores, so no overlap could show
     run = tmp_path / "run"
-    proc = run_cli("sweeps/transfer_grid.py", "--data-dir", str(mnist_dir), "--out", str(run), "--epochs", "30",
+    proc = run_cli("sweeps/transfer_grid.py", "--data-dir", str(mnist_dir), "--out", str(run), "--epochs", "60",
                    *TINY_TRANSFER, env=ONE_LOGICAL_GPU, timeout=SWEEP_TIMEOUT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "features: 1 backbone pass(es), each 1 CPU + 1 GPU" in proc.stdout

@@ -96,7 +96,7 @@ def test_a_copied_run_resumes_in_the_copy_untouched_original_and_keeps_its_optio
     copy = tmp_path / "COPY"
     shutil.copytree(run, copy, symlinks=True)
     copy_argv = [a if a != str(run) else str(copy) for a in argv]
-    resumed = run_cli(*copy_argv, "--resume", env=ONE_SLOT, timeout=SWEEP_TIMEOUT)
+    resumed = run_cli(*copy_argv, "--resume", "--no-report", env=ONE_SLOT, timeout=SWEEP_TIMEOUT)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     each_epoch_once(copy)
     assert digest(run) == before  # not one byte of the original changed
@@ -119,7 +119,7 @@ def test_ctrl_c_twice_then_a_moved_run_resumes_where_it_is(mnist_dir, tmp_path):
     assert "--resume --out" in proc.stderr
     moved = tmp_path / "MOVED"
     run.rename(moved)
-    resumed = run_cli(*[a if a != str(run) else str(moved) for a in argv], "--resume", env=ONE_SLOT,
+    resumed = run_cli(*[a if a != str(run) else str(moved) for a in argv], "--resume", "--no-report", env=ONE_SLOT,
                       timeout=SWEEP_TIMEOUT)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     each_epoch_once(moved)
