@@ -22,6 +22,8 @@ CONTRACT = ["trial_id", "epoch", "train_loss", "train_acc", "test_loss", "test_a
 @pytest.fixture(scope="module")
 def smoke_run(mnist_dir, tmp_path_factory):
     run = tmp_path_factory.mktemp("stn") / "RUN"
+    run.mkdir()  # a driver that died before it wrote anything left its lock file behind: this one takes it over
+    (run / ".lock").write_text(json.dumps({"pid": 999999, "host": "gone", "since": "earlier"}))
     # Ray's session folder of its own (a short path: Ray's sockets live there), to count the worker processes
     ray_tmp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
     proc = run_cli("sweeps/stn_mnist.py", "--smoke-test", "--data-dir", str(mnist_dir), "--out", str(run),
@@ -51,6 +53,7 @@ def test_smoke_sweep_logs(smoke_run):
     assert (df["config/train_per_class"] == 100).all() and (df["config/lr"] == 0.01).all()
     sweep = json.loads((run / "sweep.json").read_text())
     assert len(sweep["configs"]) == 2
+    assert (run / ".lock").read_text() == ""  # the dead driver's lock was taken over, then released
 
 
 def test_smoke_sweep_report(smoke_run):
