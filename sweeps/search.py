@@ -133,8 +133,16 @@ class PrunedAwareOptunaSearch(OptunaSearch):
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if self._already_told(trial_id):
             return
-        super().on_trial_result(trial_id, result)  # reports the metric at step = training_iteration = epoch
-        self._last_step[trial_id] = result.get("training_iteration", 0)
+        epoch, value = result.get("epoch"), result.get(self.metric)
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials or epoch is None or value is None:
+            return super().on_trial_result(trial_id, result)
+        # Step = the trial's epoch, not Tune's training_iteration (OptunaSearch's): a trial that resumed from an
+        # older checkpoint than the one Tune's snapshot names (that one was unreadable) repeats epochs Tune counts
+        # anew. A repeated epoch keeps its first value (Optuna refuses a second one, with a warning).
+        ot_trial = self._ot_trials[trial_id]
+        if epoch not in self._ot_study._storage.get_trial(ot_trial._trial_id).intermediate_values:
+            ot_trial.report(value, epoch)
+        self._last_step[trial_id] = max(epoch, self._last_step.get(trial_id, 0))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if self._already_told(trial_id):

@@ -9,8 +9,8 @@ Interrupts and moved or copied runs are in test_interrupts.py (the same table's 
 side by side).
 
 Other rows of the same table live beside their code: data files (test_data_files.py), checkpoints
-(test_e2e_sweep.py: a corrupt checkpoint of a killed sweep), resources and addresses (test_resources.py), --resume of
-a finished transfer run (test_e2e_transfer.py, on its smoke sweep).
+(test_search_resume.py: a corrupt checkpoint of a killed search), resources and addresses (test_resources.py),
+--resume of a finished transfer run (test_e2e_transfer.py, on its smoke sweep).
 """
 from __future__ import annotations
 

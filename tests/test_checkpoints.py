@@ -1,7 +1,7 @@
 """Checkpoints that fail to load are skipped, not retried: each one is reported in one line (trial, folder, why)
 and the trial resumes from the newest older checkpoint that loads, or from scratch when none does.
 
-These tests drive the fallback on checkpoint folders written here; tests/test_e2e_sweep.py kills a real sweep,
+These tests drive the fallback on checkpoint folders written here; tests/test_search_resume.py kills a real search,
 truncates the checkpoint Tune's snapshot names and resumes it through the command line.
 
     pytest tests/test_checkpoints.py

@@ -1,6 +1,6 @@
 """Optuna search sweeps through real Ray Tune: the baseline first, ASHA-stopped trials PRUNED in the SQLite study
 and 'asha' in the logs, the report of each smoke search (tradeoff sections, the enqueued baseline, the
-early-stopping audit). A killed search resumed without duplicate trials: test_search_resume.py."""
+early-stopping audit). A killed search resumed from its checkpoints without duplicate trials: test_search_resume.py."""
 from __future__ import annotations
 
 import pandas as pd
