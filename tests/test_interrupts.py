@@ -1,7 +1,7 @@
 """Interrupts and moved or copied runs through the real command line: Ctrl-C once exits 130 with the command that
-continues and a report that says it is incomplete; Ctrl-C twice still leaves resumable state; a run folder that was
-moved or copied resumes where it is, every epoch exactly once, without touching the original; --resume keeps the
-options the sweep started with.
+continues and a report that says it is incomplete; Ctrl-C twice still leaves resumable state: a copy of that run,
+then moved, resumes where it is, every epoch exactly once, without touching the original or the copy's first place;
+--resume keeps the options the sweep started with.
 
     python -m pytest tests/test_interrupts.py -q -n 0
 
@@ -90,37 +90,29 @@ def test_ctrl_c_is_honest(interrupted_once):
 
 
 @pytest.mark.slow
-def test_a_copied_run_resumes_in_the_copy_untouched_original_and_keeps_its_options(interrupted_once, tmp_path):
-    run, _, argv = interrupted_once
-    before = digest(run)
-    copy = tmp_path / "COPY"
-    shutil.copytree(run, copy, symlinks=True)
-    copy_argv = [a if a != str(run) else str(copy) for a in argv]
-    resumed = run_cli(*copy_argv, "--resume", "--no-report", env=ONE_SLOT, timeout=SWEEP_TIMEOUT)
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    each_epoch_once(copy)
-    assert digest(run) == before  # not one byte of the original changed
-
-    # --resume keeps what the sweep started with: a changed option is refused, none at all finds it finished
-    logs = digest(copy / "logs")
-    changed = run_cli(*copy_argv, "--resume", "--epochs", "4")
-    one_error_line(changed, 2, "epochs 6 → 4", "--resume continues the sweep as it started")
-    again = run_cli("sweeps/stn_mnist.py", "--data-dir", str(copy_argv[copy_argv.index("--data-dir") + 1]),
-                    "--out", str(copy), "--resume", "--no-report", timeout=SWEEP_TIMEOUT)  # no options: the sweep's own
-    assert again.returncode == 0 and "already finished" in again.stdout, again.stdout[-2000:]
-    assert digest(copy / "logs") == logs
-
-
-@pytest.mark.slow
-def test_ctrl_c_twice_then_a_moved_run_resumes_where_it_is(mnist_dir, tmp_path):
+def test_ctrl_c_twice_then_a_copied_and_moved_run_resumes_where_it_is_and_keeps_its_options(mnist_dir, tmp_path):
     run = tmp_path / "RUN"
     proc, argv = interrupt(mnist_dir, run, signals=2)
     assert proc.returncode == 130, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "--resume --out" in proc.stderr
-    moved = tmp_path / "MOVED"
-    run.rename(moved)
-    resumed = run_cli(*[a if a != str(run) else str(moved) for a in argv], "--resume", "--no-report", env=ONE_SLOT,
-                      timeout=SWEEP_TIMEOUT)
+    before = digest(run)
+    # One resume checks both: copied (the original must not change) and then moved (the folder it was copied to
+    # must not come back).
+    copy, moved = tmp_path / "COPY", tmp_path / "MOVED"
+    shutil.copytree(run, copy, symlinks=True)
+    copy.rename(moved)
+    moved_argv = [a if a != str(run) else str(moved) for a in argv]
+    resumed = run_cli(*moved_argv, "--resume", "--no-report", env=ONE_SLOT, timeout=SWEEP_TIMEOUT)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     each_epoch_once(moved)
-    assert not run.exists()  # nothing was written to where the run used to be
+    assert digest(run) == before  # not one byte of the original changed
+    assert not copy.exists()  # nothing was written to where the run used to be
+
+    # --resume keeps what the sweep started with: a changed option is refused, none at all finds it finished
+    logs = digest(moved / "logs")
+    changed = run_cli(*moved_argv, "--resume", "--epochs", "4")
+    one_error_line(changed, 2, "epochs 6 → 4", "--resume continues the sweep as it started")
+    again = run_cli("sweeps/stn_mnist.py", "--data-dir", str(moved_argv[moved_argv.index("--data-dir") + 1]),
+                    "--out", str(moved), "--resume", "--no-report", timeout=SWEEP_TIMEOUT)  # no options given
+    assert again.returncode == 0 and "already finished" in again.stdout, again.stdout[-2000:]
+    assert digest(moved / "logs") == logs
