@@ -77,6 +77,29 @@ def test_the_baseline_is_never_stopped_early_but_still_fills_the_rungs(tmp_path)
     assert stopper.stopped == {"weak"}
 
 
+def test_optuna_steps_are_epochs_even_when_a_trial_repeats_some(tmp_path, caplog):
+    """A trial resumed from an older checkpoint than Tune's snapshot names (that one was unreadable) repeats an epoch
+    that Tune counts as a new training_iteration: Optuna's intermediate values stay keyed by epoch, once each."""
+    import logging
+
+    from ray import tune
+
+    s = Search(space={"lr": tune.loguniform(1e-3, 0.1)}, baseline={"lr": 0.01}, asha=None, plateau=None)
+    limiter, *_ = build_search(s, tmp_path, "val_acc", "max", max_epochs=3)
+    searcher = limiter.searcher
+    searcher.set_search_properties("val_acc", "max", config=s.space)  # what Tune does with the param space
+    assert searcher.suggest("t1") == {"lr": 0.01}  # the enqueued baseline
+    # epochs 1, 2, then the resume from epoch 1's checkpoint: epoch 2 again (iteration 3), epoch 3 (iteration 4)
+    with caplog.at_level(logging.WARNING):
+        for iteration, epoch, acc in ((1, 1, 0.5), (2, 2, 0.6), (3, 2, 0.61), (4, 3, 0.7)):
+            searcher.on_trial_result("t1", {"val_acc": acc, "epoch": epoch, "training_iteration": iteration})
+        searcher.on_trial_complete("t1", {"val_acc": 0.7, "epoch": 3, "training_iteration": 4})
+    (trial,) = searcher._ot_study.get_trials()
+    assert trial.intermediate_values == {1: 0.5, 2: 0.6, 3: 0.7} and trial.value == 0.7
+    assert str(trial.state) == "TrialState.COMPLETE"
+    assert not [r for r in caplog.records if "already reported" in r.getMessage()]
+
+
 def test_resume_sets_aside_logs_of_trials_the_snapshot_does_not_know(tmp_path):
     """A driver killed after a trial started but before Tune's next snapshot leaves that trial's log file; the
     resumed search runs a new trial in its place, so the orphan's rows must leave logs/ (kept, not deleted)."""
