@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import optuna
 import pandas as pd
@@ -29,8 +31,8 @@ TRIALS, EPOCHS = 5, 8  # enough epochs that a finished trial and a running one p
 
 
 def snapshot_of(run) -> dict[str, tuple[str, int, str | None]]:
-    """Trial id → (status, epoch and folder name of the last checkpointed result) in Tune's newest experiment
-    snapshot."""
+    """Trial id → (status, epoch and folder name of the checkpoint a restore starts from) in Tune's newest
+    experiment snapshot. That is the checkpoint manager's latest, which can lag the last result's checkpoint."""
     states = sorted((run / "tune").glob("experiment_state-*.json"))
     try:
         trial_data = json.loads(states[-1].read_text())["trial_data"]
@@ -38,9 +40,13 @@ def snapshot_of(run) -> dict[str, tuple[str, int, str | None]]:
         return {}
     out = {}
     for trial_json, meta_json in trial_data:
-        trial, last = json.loads(trial_json), json.loads(meta_json).get("last_result") or {}
-        named = last.get("checkpoint_dir_name")
-        out[trial["trial_id"]] = (trial["status"], last["epoch"] if named else 0, named)
+        trial, meta = json.loads(trial_json), json.loads(meta_json)
+        latest = pickle.loads(bytes.fromhex(meta["checkpoint_manager"]["value"])).latest_checkpoint_result
+        if latest is None:
+            out[trial["trial_id"]] = (trial["status"], 0, None)
+        else:
+            out[trial["trial_id"]] = (trial["status"], latest.metrics.get("epoch", 0),
+                                        Path(latest.checkpoint.path).name)
     return out
 
 
