@@ -119,29 +119,34 @@ class PrunedAwareOptunaSearch(OptunaSearch):
         self._max_epochs = max_epochs  # the budget is fixed in these sweeps, never searched
         self._last_step: dict[str, int] = {}
 
-    def _already_told(self, trial_id: str) -> bool:
+    def _record(self, trial_id: str) -> optuna.trial.FrozenTrial:
+        """The study's record of a trial Tune runs (one read of the study)."""
+        return self._ot_study.get_trials(deepcopy=False)[self._ot_trials[trial_id].number]
+
+    def _already_told(self, trial_id: str, record: optuna.trial.FrozenTrial | None = None) -> bool:
         """True when the study holds this trial as finished although Tune still runs it: after a driver kill,
         Tune's snapshot may predate the study's last write, and Tune then reruns the trial's last epochs."""
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return False
-        number = self._ot_trials[trial_id].number
-        if self._ot_study.get_trials(deepcopy=False)[number].state.is_finished():
+        if (record or self._record(trial_id)).state.is_finished():
             self._completed_trials.add(trial_id)
             return True
         return False
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if self._already_told(trial_id):
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return super().on_trial_result(trial_id, result)
+        record = self._record(trial_id)
+        if self._already_told(trial_id, record):
             return
         epoch, value = result.get("epoch"), result.get(self.metric)
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials or epoch is None or value is None:
+        if epoch is None or value is None:
             return super().on_trial_result(trial_id, result)
         # Step = the trial's epoch, not Tune's training_iteration (OptunaSearch's): a trial that resumed from an
         # older checkpoint than the one Tune's snapshot names (that one was unreadable) repeats epochs Tune counts
         # anew. A repeated epoch keeps its first value (Optuna refuses a second one, with a warning).
-        ot_trial = self._ot_trials[trial_id]
-        if epoch not in self._ot_study._storage.get_trial(ot_trial._trial_id).intermediate_values:
-            ot_trial.report(value, epoch)
+        if epoch not in record.intermediate_values:
+            self._ot_trials[trial_id].report(value, epoch)
         self._last_step[trial_id] = max(epoch, self._last_step.get(trial_id, 0))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
