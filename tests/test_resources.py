@@ -1,8 +1,8 @@
 """sweeps/resources.py: a trial that no node can ever hold, and an --address where no cluster answers, each end in
 one UserError line instead of a sweep that waits forever.
 
-Most tests hand `check_fits` fake node lists (no Ray). Two start Ray (a local `ray.init`, and a
-`ray.cluster_utils.Cluster` with a GPU worker); the address tests start none, and `auto` is kept from finding
+Most tests hand `check_fits` fake node lists (no Ray). Three start Ray (a local `ray.init`, the runner's
+`start_ray`/`stop_ray`, and a `ray.cluster_utils.Cluster` with a GPU worker); the address tests start none, and `auto` is kept from finding
 the Ray clusters other people run on this machine.
 """
 from __future__ import annotations
@@ -162,6 +162,40 @@ def test_local_ray(monkeypatch, no_bootstrap_file):
             check_fits({"cpu": 1, "gpu": 1}, local=True)
     finally:
         ray.shutdown()
+
+
+@pytest.mark.slow  # Ray takes 5-15 s to start here
+def test_stop_ray_waits_out_no_grace_period(monkeypatch):
+    """ray.shutdown() sends each process of a local Ray SIGTERM and waits up to a second before SIGKILL; the
+    autoscaler monitor always used the whole second (its handler calls the GCS, stopped before it). The runner's
+    stop_ray leaves no process to wait that out, and leaves none of the cluster's processes running."""
+    import subprocess
+
+    import ray
+    import psutil  # noqa: I001  (Ray's vendored copy: importable once ray is)
+
+    from sweeps.runner import start_ray, stop_ray
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    start_ray(None)
+    node = ray._private.worker._global_node
+    pids = [info.process.pid for infos in node.all_processes.values() for info in infos]
+    assert "monitor" in node.all_processes and len(pids) >= 3
+    timed_out, wait = [], subprocess.Popen.wait
+
+    def recording_wait(self, timeout=None):
+        try:
+            return wait(self, timeout)
+        except subprocess.TimeoutExpired:
+            timed_out.append(" ".join(map(str, self.args)) if isinstance(self.args, list) else str(self.args))
+            raise
+
+    monkeypatch.setattr(subprocess.Popen, "wait", recording_wait)
+    stop_ray()
+    assert not ray.is_initialized()
+    assert [a for a in timed_out if "monitor" in a] == [], timed_out
+    alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert alive == []
 
 
 @pytest.mark.slow  # Ray takes 5-15 s to start here
