@@ -162,12 +162,15 @@ def tradeoff_section(d: RunData) -> Section:
     files = {"tradeoff.csv": csv_bytes(budget, tradeoff.BUDGET_ACCURACIES), "tradeoff.png": png}
     if len(d.groups) > 1:
         base, why = tradeoff.choose_baseline(d.groups, d.gcols, d.first_config, d.baseline)
-        comp = tradeoff.compare_to_baseline(d.groups, base, d.trials)
+        winner = confirmed_winner(d)
+        comp = tradeoff.compare_to_baseline(d.groups, base, d.trials, best=winner)
         by = "mean validation accuracy" if split == "validation" else "mean best test accuracy"
         median = (f"the middle one of the {len(d.groups)} groups ranked by {by}" if len(d.groups) % 2 else
                   f"of the {len(d.groups)} groups ranked by {by}, the upper of the two middle ones, since an even "
                   "count has no single median")
-        text = (f"Tuned vs baseline: the best group (highest {by}) against the baseline, {why}"
+        best = (f"the headline's winner ({CONFIRMED_WINNER}; here its search and confirm trials together)"
+                if winner is not None else f"the best group (highest {by})")
+        text = (f"Tuned vs baseline: {best} against the baseline, {why}"
                 + (f": {base}" if base else "") + f", and against the median group ({median}). "
                 "Accuracies are test accuracies" + (" at the epoch chosen on validation" if split == "validation"
                                                     else "") + ", in percent; Δ = best minus reference, per trial, "
@@ -194,7 +197,9 @@ def tradeoff_section(d: RunData) -> Section:
 
 def pareto_section(d: RunData) -> Section:
     front = d.trials["pareto"]
-    marks = {"best group": d.groups.loc[d.groups[rank_column(d.groups)].idxmax(), "group"]}
+    winner = confirmed_winner(d)
+    marks = {"best group" if winner is None else "confirmed winner":
+             winner or d.groups.loc[d.groups[rank_column(d.groups)].idxmax(), "group"]}
     png, caption = plots.plot_pareto(d.trials, front, d.compute, marks, d.passes is not None)
     parts = seconds_columns(d) if d.passes is not None else {}  # without a feature pass, compute is training
     cols = ["trial_id", "group", d.compute, *parts, "best_test_acc", "best_acc_epoch", "epochs", "stop_reason"]
@@ -377,6 +382,19 @@ def _orphan(r: RunData, column: str) -> float:
 
 def _signed(v: float) -> str:
     return f"{v:+.1f}"
+
+
+CONFIRMED_WINNER = "the confirmed configuration with the best mean validation accuracy over its confirm seeds"
+
+
+def confirmed_winner(d: RunData) -> str | None:
+    """The group of a search's headline winner when it comes from a confirm phase, else None. Sections that name a
+    best group use it where they can, so that a report names one winner: among groups pooled over both phases, an
+    unconfirmed configuration's one lucky search trial can outrank the winner's four."""
+    if not (d.is_search and (tradeoff.phases(d.trials) == "confirm").any()):
+        return None
+    winner = tradeoff.tuned_vs_baseline(d.trials, d.gcols, d.compute, d.first_config, d.baseline)["winner"]
+    return winner if winner in set(d.groups["group"]) else None
 
 
 def headline(d: RunData) -> Section | None:

@@ -162,15 +162,15 @@ COMPARISON_ACCURACIES = ("best acc (best)", "best acc (reference)", DELTA_STATS[
                          DELTA_STATS["final_test_acc_mean"])
 
 
-def compare_to_baseline(groups: pd.DataFrame, baseline: str | None, trials: pd.DataFrame | None = None
-                        ) -> pd.DataFrame:
-    """The best group (by mean best val_acc, or mean best test accuracy without validation; see rank_column)
-    against the baseline and against the median group (of an even number of groups, the upper middle one). With
-    ``trials``, a baseline whose trials did not all run their full budget gets no Δ and no accuracy, and its row's
-    note says why (baseline_unfinished)."""
+def compare_to_baseline(groups: pd.DataFrame, baseline: str | None, trials: pd.DataFrame | None = None,
+                        best: str | None = None) -> pd.DataFrame:
+    """The best group (by mean best val_acc, or mean best test accuracy without validation; see rank_column; or
+    the group ``best`` names, such as a search's confirmed winner) against the baseline and against the median
+    group (of an even number of groups, the upper middle one). With ``trials``, a baseline whose trials did not
+    all run their full budget gets no Δ and no accuracy, and its row's note says why (baseline_unfinished)."""
     key = rank_column(groups)
     ranked = groups.sort_values(key, ascending=False, kind="stable").reset_index(drop=True)
-    best = ranked.iloc[0]
+    best = ranked.iloc[0] if best is None else groups.set_index("group", drop=False).loc[best]
     refs = []
     if baseline is not None:
         refs.append(("baseline", groups.set_index("group").loc[baseline].rename(baseline)))
