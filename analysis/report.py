@@ -15,10 +15,10 @@ index.html and report.md (the same content), the PNGs they show and the tables b
   curves.csv per group and epoch; test_acc.png / test_loss.png (the original study's Tables 3 and 4);
   size_effect.csv/png when train_per_class varies (its Table 2); variants.png when test_acc/<variant> exists.
 - tradeoff.csv/png (accuracy if stopped at each epoch budget, marginal gain, plateau), comparison.csv (best
-  group, or a search's confirmed winner, vs baseline and vs median group), confirm.csv (a search's headline, per seed), confirm_ranked.csv
-  (every confirmed configuration, best first by validation, with its test accuracy), pareto.csv/png,
-  best_epoch.png, isolation.csv/png, and audit.csv/png where a scheduler stopped trials early. With --compare:
-  compare_groups.csv, compare.csv and compare.png.
+  group, or a search's confirmed winner, vs baseline and vs median group), confirm.csv (a search's headline, per
+  seed), confirm_ranked.csv (every confirmed configuration, best first by validation, with its test accuracy),
+  pareto.csv/png, best_epoch.png, isolation.csv/png, and audit.csv/png where a scheduler stopped trials early.
+  With --compare: compare_groups.csv, compare.csv and compare.png.
 
 The pages show accuracy in percent with one decimal; the CSVs keep fractions in [0, 1] at full precision, and the
 header of every column of accuracies (or of their spreads and differences) says so: "best_test_acc [fraction]",

@@ -57,6 +57,21 @@ def confirm_points(winners: list[dict[str, Any]], baseline: dict[str, Any], seed
     return [{**config, "seed": seed} for config in [baseline, *winners] for seed in seeds]
 
 
+def confirm_tags(points: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str]]:
+    """What the terminal calls each confirm trial (sweeps.console.TrialProgress): each point of confirm_points
+    with its role and seed, "baseline, seed 4" or "search's #2, seed 5" (its configuration, in the order
+    confirm_points lists them: the baseline first)."""
+    configs: list[dict[str, Any]] = []
+    tags = []
+    for point in points:
+        config = {k: v for k, v in point.items() if k != "seed"}
+        if config not in configs:
+            configs.append(config)
+        rank = configs.index(config)
+        tags.append((point, ("baseline" if rank == 0 else f"search's #{rank}") + f", seed {point.get('seed')}"))
+    return tags
+
+
 def load_or_choose(run_dir: Path, choose) -> list[dict[str, Any]]:
     """The confirm trials stored in RUN_DIR/confirm.json, else `choose()`'s, stored there first."""
     path = run_dir / CONFIRM_FILE

@@ -216,8 +216,12 @@ class TrialProgress(tune.Callback):
     takes its unrun epochs out of the total, so the ETA is for the work that is left."""
 
     def __init__(self, total_trials: int, epochs: int, metric: str, mode: str = "max", phase: str = "trials",
-                 stream: TextIO | None = None, every_s: float = STATUS_EVERY_S):
+                 stream: TextIO | None = None, every_s: float = STATUS_EVERY_S,
+                 tags: list[tuple[dict[str, Any], str]] | None = None):
         self.total, self.epochs, self.metric, self.mode, self.phase = total_trials, epochs, metric, mode, phase
+        # (settings, tag): a trial whose config holds all of a tag's settings is shown with the tag, e.g. a
+        # confirm trial's role and seed ("baseline, seed 1"), which its id alone does not say
+        self.tags = tags or []
         self.stream, self.every_s = stream, every_s
         self.best: tuple[float, str] | None = None
         self.counts: dict[str, int] = {}
@@ -347,7 +351,10 @@ class TrialProgress(tune.Callback):
         else:
             how = f"done, {ran} epochs"
         best = (trial.metric_analysis or {}).get(self.metric, {}).get(self.mode)
-        text = (f"trial {short_id(trial.trial_id)} {how} · {fmt_metric(self.metric, value)} "
+        tag = next((t for settings, t in self.tags
+                    if all(trial.config.get(k) == v for k, v in settings.items())), None)
+        name = short_id(trial.trial_id) + (f" ({tag})" if tag else "")
+        text = (f"trial {name} {how} · {fmt_metric(self.metric, value)} "
                 f"(best {fmt_metric(self.metric, best).split(' ', 1)[1]})")
         if failed or not self.tty:
             c = self.counts

@@ -25,7 +25,8 @@ from pathlib import Path
 from analysis.files import atomic_write
 from analysis.logs import format_value
 from analysis.runstate import RunLock, RunLocked, write_status
-from sweeps.confirm import CONFIRM_DIR, CONFIRM_FILE, best_configs, confirm_points, confirm_seeds, load_or_choose
+from sweeps.confirm import CONFIRM_DIR, CONFIRM_FILE, best_configs, confirm_points, confirm_seeds, confirm_tags, \
+    load_or_choose
 from sweeps.options import build_parser, describe, resolve, resolved_args
 from sweeps.resources import check_address, check_fits
 from sweeps.search import build_search
@@ -369,10 +370,10 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
                 plan.search, run_dir, metric, study.mode, max(c.epochs for c in plan.configs))
 
         def make_tuner(name: str, param_space: dict, num_samples: int, search_alg, scheduler, stopper, reason,
-                       phase: str | None, trials: int):
+                       phase: str | None, trials: int, tags: list | None = None):
             # what the terminal shows: Ray's own output with --verbose, else the progress view (sweeps/console.py)
-            views = [] if args.verbose else [TrialProgress(trials, epochs, metric,
-                                                           study.mode, phase=phase or "trials")]
+            views = [] if args.verbose else [TrialProgress(trials, epochs, metric, study.mode,
+                                                           phase=phase or "trials", tags=tags)]
             views += [live] if live is not None else []
             views.append(RestoreNotes())  # with or without --verbose: a skipped checkpoint is always said
             if (run_dir / name / "tuner.pkl").exists():
@@ -427,7 +428,7 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
                 space = {**plan.param_space, **{k: tune.choice(sorted({pt[k] for pt in points})) for k in points[0]}}
                 results.append(make_tuner(CONFIRM_DIR, space, len(points),
                                           BasicVariantGenerator(points_to_evaluate=points), None, None, None,
-                                          "confirm", len(points)).fit())
+                                          "confirm", len(points), confirm_tags(points)).fit())
             elif confirm is not None:
                 total += (confirm[0] + 1) * confirm[1]  # not started: the search did not finish
         except KeyboardInterrupt:

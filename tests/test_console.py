@@ -76,6 +76,27 @@ def test_trial_view_without_a_terminal_prints_a_line_per_trial_and_status_lines(
     assert "epochs 6/9" in status and "best val_acc 75.0% (00000)" in status
 
 
+def test_confirm_trials_are_shown_with_their_role_and_seed():
+    from sweeps.confirm import confirm_points, confirm_tags
+
+    base, winners = {"lr": 0.01, "momentum": 0.0}, [{"lr": 0.02, "momentum": 0.7}, {"lr": 0.015, "momentum": 0.9}]
+    points = confirm_points(winners, base, [1, 2])
+    tags = confirm_tags(points)
+    assert [t for _, t in tags] == ["baseline, seed 1", "baseline, seed 2", "search's #1, seed 1",
+                                    "search's #1, seed 2", "search's #2, seed 1", "search's #2, seed 2"]
+    out = io.StringIO()
+    view = TrialProgress(total_trials=6, epochs=3, metric="val_acc", phase="confirm", stream=out, every_s=1e9,
+                         tags=tags)
+    trials = [_trial(i, "RUNNING", 3, 0.9) for i in range(6)]
+    for t, point in zip(trials, points):
+        t.config = {"epochs": 3, "batch_size": 64, **point}
+    view.on_trial_complete(0, trials, trials[3])
+    view.on_trial_complete(0, trials, trials[0])
+    assert out.getvalue().splitlines() == [
+        "trial 00003 (search's #1, seed 2) done, 3 epochs · val_acc 90.0% (best 90.0%) · 1/6 ended",
+        "trial 00000 (baseline, seed 1) done, 3 epochs · val_acc 90.0% (best 90.0%) · 2/6 ended"]
+
+
 def test_trial_view_prints_status_lines_at_most_every_30_s():
     out = io.StringIO()
     view = TrialProgress(total_trials=2, epochs=3, metric="val_acc", stream=out)

@@ -2,8 +2,8 @@
 one UserError line instead of a sweep that waits forever.
 
 Most tests hand `check_fits` fake node lists (no Ray). Three start Ray (a local `ray.init`, the runner's
-`start_ray`/`stop_ray`, and a `ray.cluster_utils.Cluster` with a GPU worker); the address tests start none, and `auto` is kept from finding
-the Ray clusters other people run on this machine.
+`start_ray`/`stop_ray`, and a `ray.cluster_utils.Cluster` with a GPU worker); the address tests start none, and
+`auto` is kept from finding the Ray clusters other people run on this machine.
 """
 from __future__ import annotations
 
