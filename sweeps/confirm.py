@@ -13,6 +13,7 @@ the same configurations.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,11 @@ def confirm_seeds(search_seed: int, seeds: int) -> list[int]:
 
 def best_configs(logs_dir: Path, trial_ids: set[str], searched: list[str], metric: str,
                  baseline: dict[str, Any], k: int) -> list[dict[str, Any]]:
-    """The searched values of the `k` best search trials by their best `metric` over epochs (ties: the earlier
-    trial), the baseline's own configuration left out; fewer when the search has fewer distinct ones."""
+    """The searched values of the `k` best search trials by their best `metric` over epochs, the baseline's own
+    configuration left out; fewer when the search has fewer distinct ones. An accuracy on a few hundred images
+    moves in steps, so trials tie: the lower best loss on the same split (val_loss for val_acc) breaks the tie,
+    then the trial id. (Trial ids are random, so a tie left to them picked either configuration from run to run.)"""
+    loss = metric.replace("_acc", "_loss") if metric.endswith("_acc") else None
     scored = []
     for path in sorted(logs_dir.glob("*.parquet")):
         if path.stem not in trial_ids:
@@ -41,11 +45,12 @@ def best_configs(logs_dir: Path, trial_ids: set[str], searched: list[str], metri
         values = [r.get(metric) for r in rows if r.get(metric) is not None]
         if not rows or not values:
             continue
+        losses = [r[loss] for r in rows if loss and r.get(loss) is not None and math.isfinite(r[loss])]
         config = {key: rows[0].get(f"config/{key}") for key in searched}
         if config != {key: baseline[key] for key in searched}:
-            scored.append((-max(values), path.stem, config))
+            scored.append((-max(values), min(losses, default=math.inf), path.stem, config))
     chosen: list[dict[str, Any]] = []
-    for _, _, config in sorted(scored, key=lambda item: (item[0], item[1])):
+    for *_, config in sorted(scored, key=lambda item: item[:3]):
         if config not in chosen:
             chosen.append(config)
     return chosen[:k]

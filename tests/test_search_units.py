@@ -114,3 +114,24 @@ def test_resume_sets_aside_logs_of_trials_the_snapshot_does_not_know(tmp_path):
     assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["a_00000.parquet", "a_00001.parquet"]
     assert pd.read_parquet(moved[0])["trial_id"].tolist() == ["a_00002"]
     assert set_aside_orphan_logs(tmp_path, {"a_00000", "a_00001"}) == []
+
+
+def test_confirm_candidates_tie_on_accuracy_and_are_told_apart_by_loss(tmp_path):
+    """Two search trials tie on their best val_acc (0.980 of 500 images, as in a real run); the one with the lower
+    best val_loss is taken, whatever the (random) trial ids say; the baseline's own configuration is left out."""
+    from helpers import LogTrial, epoch_metrics, write_logs
+    from sweeps.confirm import best_configs
+
+    def trial(tid, lr, vals, losses):
+        return LogTrial(tid, {"lr": lr, "epochs": len(vals), "seed": 0},
+                        [epoch_metrics(0.9, val_acc=v, val_loss=loss) for v, loss in zip(vals, losses)])
+
+    trials = [trial("0aaa", 0.003, [0.95, 0.98], [0.10, 0.078]),   # the earlier id, the higher loss
+              trial("0bbb", 0.02, [0.97, 0.98], [0.09, 0.057]),
+              trial("0ccc", 0.01, [0.99, 0.99], [0.05, 0.05]),     # the baseline: never a candidate
+              trial("0ddd", 0.05, [0.90, 0.97], [0.3, 0.2])]
+    logs = write_logs(tmp_path / "logs", trials, config_types={"lr": float, "epochs": int, "seed": int})
+    ids = {t.trial_id for t in trials}
+    got = best_configs(logs, ids, ["lr"], "val_acc", {"lr": 0.01}, 3)
+    assert got == [{"lr": 0.02}, {"lr": 0.003}, {"lr": 0.05}]
+    assert best_configs(logs, ids, ["lr"], "val_acc", {"lr": 0.01}, 1) == [{"lr": 0.02}]
