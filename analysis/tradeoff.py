@@ -248,7 +248,7 @@ def tuned_vs_baseline(trials: pd.DataFrame, gcols: list[str], compute: str, firs
         out["problem"] = f"the {out['source']} trials hold the baseline configuration only"
         return out
     rank = rank_column(groups)
-    winner = others.loc[others[rank].astype(float).idxmax(), "group"]
+    winner = _top(others, rank, pool)
     out["winner"] = winner
     out["ranked"] = _ranked(groups, rank, base, winner)
     out["unfinished"] = baseline_unfinished(pool, base)
@@ -272,6 +272,18 @@ def tuned_vs_baseline(trials: pd.DataFrame, gcols: list[str], compute: str, firs
     return out
 
 
+def _top(groups: pd.DataFrame, rank: str, trials: pd.DataFrame) -> str:
+    """The group with the highest ``rank``; of groups tied on it (accuracies on a few hundred validation images
+    move in steps), the one with the lowest mean best val_loss over its trials, as the confirm phase's candidates
+    were chosen (sweeps.confirm.best_configs); then the first in table order."""
+    score = groups[rank].astype(float)
+    tied = groups[np.isclose(score, score.max(), rtol=0, atol=1e-9)]
+    if len(tied) < 2 or rank.replace("_mean", "") != "best_val_acc" or "best_val_loss" not in trials:
+        return groups.loc[score.idxmax(), "group"]
+    loss = trials.groupby("group")["best_val_loss"].mean().reindex(tied["group"]).fillna(np.inf)
+    return loss.index[int(np.argmin(loss.to_numpy()))]
+
+
 # tuned_vs_baseline's ranked table: accuracy columns (fractions)
 RANKED_ACCURACIES = ("val_acc_mean", "val_acc_std", "test_acc_mean", "test_acc_std")
 
@@ -287,7 +299,8 @@ def _ranked(groups: pd.DataFrame, rank: str, base: str, winner: str) -> pd.DataF
         out[f"{name}_mean"], out[f"{name}_std"] = groups[f"{col}_mean"], groups[f"{col}_std"]
     out["epochs_mean"] = groups["epochs_mean"]
     order = groups[rank].astype(float).fillna(-np.inf).to_numpy()
-    return out.iloc[np.argsort(-order, kind="stable")].reset_index(drop=True)
+    # best first; the winner heads any tie it won (on validation loss, _top)
+    return out.iloc[np.lexsort(((groups["group"] != winner).to_numpy(), -order))].reset_index(drop=True)
 
 
 def _ratio(a: pd.Series, b: pd.Series) -> float:

@@ -262,6 +262,27 @@ def test_the_tradeoff_comparison_names_the_headline_winner(tmp_path):
     assert "Tuned vs baseline: the best group (highest mean validation accuracy)" in (plain / "report.md").read_text()
 
 
+def test_a_tie_on_validation_accuracy_goes_to_the_lower_validation_loss(tmp_path):
+    """Two confirmed configurations with the same mean val_acc (0.90): the one with the lower val_loss wins the
+    headline, though it comes later in the table, and heads the ranked table."""
+    run = tmp_path / "run"
+    _write_run(run, _phase_trials(SEARCH, "s"), phase="search", baseline=SEARCH_BASELINE)
+
+    def confirm(lr, seed, val, loss, test):
+        return LogTrial(f"c-{lr}-{seed}", _config(lr, seed),
+                        [epoch_metrics(test, val_acc=val, val_loss=loss, lr=lr) for _ in range(BUDGET)])
+
+    _write_run(run, [confirm(0.01, s, 0.80, 0.5, 0.78) for s in (1, 2, 3)]
+               + [confirm(0.05, s, v, 0.40, 0.84) for s, v in ((1, 0.89), (2, 0.90), (3, 0.91))]
+               + [confirm(0.1, s, 0.90, 0.30, 0.86) for s in (1, 2, 3)], phase="confirm")
+    out = build_report(run).parent
+    ranked = pd.read_csv(out / "confirm_ranked.csv")
+    assert ranked["group"].tolist() == ["lr=0.1", "lr=0.05", "lr=0.01"]
+    assert ranked["role"].fillna("").tolist() == ["winner", "", "baseline"]
+    assert ranked["val_acc_mean [fraction]"].tolist() == pytest.approx([0.90, 0.90, 0.80])
+    assert "Winner: lr=0.1" in (out / "report.md").read_text()
+
+
 # --- (d) no confirm phase: the search's own, optimistic answer -----------------------------------------------------
 
 @pytest.mark.parametrize("marker", ["phase column", "optuna.db"])
