@@ -335,6 +335,7 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
 
     from sweeps.console import LiveReport, RestoreNotes, TrialProgress
     from sweeps.parquet_logger import ParquetLogger
+    from sweeps.tune_state import SnapshotCopy, refuse_restart, repair as repair_snapshot
 
     start_ray(args.address, args.verbose)
     live = None if args.no_report else LiveReport(run_dir)
@@ -377,6 +378,9 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
             views += [live] if live is not None else []
             views.append(RestoreNotes())  # with or without --verbose: a skipped checkpoint is always said
             if (run_dir / name / "tuner.pkl").exists():
+                for note in repair_snapshot(run_dir / name):
+                    print(note)
+                refuse_restart()
                 for made in recreate_missing_checkpoints(run_dir / name):
                     print(f"note: checkpoint {made} was missing; its trial resumes from an older one")
                 tuner = tune.Tuner.restore(str(run_dir / name), trainable=trainable, resume_errored=True)
@@ -384,7 +388,8 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
                 # carries the run's log settings) and show this driver's views.
                 config = getattr(getattr(tuner, "_local_tuner", None), "get_run_config", lambda: None)()
                 if config is not None:
-                    config.callbacks = [c for c in config.callbacks or [] if isinstance(c, ParquetLogger)] + views
+                    config.callbacks = [c for c in config.callbacks or [] if isinstance(c, ParquetLogger)] + views \
+                        + [SnapshotCopy(run_dir / name)]
                     config.verbose = 1 if args.verbose else 0
                 return tuner
             return tune.Tuner(
@@ -399,7 +404,8 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
                     name=name, storage_path=str(run_dir), stop=stopper,
                     # no folder given: the logger writes beside the experiment, wherever RUN_DIR is by then
                     callbacks=[ParquetLogger(config_types=study.config_cls.field_types(), early_stop_reason=reason,
-                                             resources=resources, phase=phase), *views],
+                                             resources=resources, phase=phase), *views,
+                               SnapshotCopy(run_dir / name)],
                     failure_config=tune.FailureConfig(max_failures=args.max_failures),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=study.keep_checkpoints),
                     verbose=1 if args.verbose else 0,
@@ -486,7 +492,8 @@ def _summarize(args, study: Study, run_dir: Path, results: list, seconds: float,
 
 def _best_line(grid, metric: str, study: Study, search: bool) -> str:
     """The best epoch of the (search's) trials on `metric`, the test accuracy there, and the config keys that
-    varied between those trials: what a reader compares (sweep.json and the report hold every key)."""
+    varied between those trials, floats to 4 significant digits: what a reader compares (sweep.json and the report
+    hold every key in full)."""
     from sweeps.console import fmt_metric
 
     best = grid.get_best_result(metric=metric, mode=study.mode, scope="all")
@@ -498,7 +505,7 @@ def _best_line(grid, metric: str, study: Study, search: bool) -> str:
     test = f" ({fmt_metric(study.metric, row[study.metric])} there)" if metric != study.metric else ""
     whose = "the search's trial" if search else "trial"
     return (f"best {fmt_metric(metric, row[metric])} at epoch {int(row['epoch'])} of {whose} {row['trial_id']}{test}"
-            + (": " + ", ".join(f"{k}={format_value(best.config[k])}" for k in varied) if varied else ""))
+            + (": " + ", ".join(f"{k}={format_value(best.config[k], 4)}" for k in varied) if varied else ""))
 
 
 def _write_report(args, run_dir: Path) -> None:
