@@ -103,5 +103,5 @@ def test_the_terminal_names_the_best_search_trial_by_what_varied(smoke_search):
                            f"{top.trial_id} (test_acc {100 * top.test_acc:.1f}% there): ")
     shown = dict(part.split("=") for part in line.split("): ", 1)[1].split(", "))
     assert set(shown) == {"batch_size", "lr", "lr_step"}  # what the search varied; seed 0 throughout
-    assert shown["lr"] == f"{top.lr:.4g}"  # readable, not the sampler's 17 digits
-    assert shown["batch_size"] == str(int(top.batch_size))
+    assert shown["lr"] == f"{top['config/lr']:.4g}"  # readable, not the sampler's 17 digits
+    assert shown["batch_size"] == str(int(top["config/batch_size"]))
