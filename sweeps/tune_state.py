@@ -2,9 +2,9 @@
 
 Every 2 s Tune writes its snapshot (trial states, the searcher's and the search generator's state) to a staging
 folder and then copies that folder into the experiment's folder (RUN_DIR/tune, RUN_DIR/tune-confirm). The copy is
-not atomic: a driver killed during it leaves a file cut short there (seen: an empty `searcher-state-*.pkl`). Tune's resume then fails
-half-way, logs it, and silently starts the experiment over with a search that thinks trials are still running
-which no longer exist: the sweep waits forever.
+not atomic: a driver killed during it leaves a file cut short there (seen: an empty `searcher-state-*.pkl`).
+Tune's resume then fails half-way, logs it, and silently starts the experiment over with a search that thinks
+trials are still running which no longer exist: the sweep waits forever.
 
 Two parts prevent that, used by sweeps/runner.py:
 
@@ -130,7 +130,20 @@ class SnapshotCopy(tune.Callback):
         # a trial's storage names the driver's staging folder (the same one the controller writes)
         self.staging = Path(trial.storage.experiment_driver_staging_path)
 
+    def _find_staging(self) -> Path | None:
+        """Before any trial started (a kill during the first snapshot copy): the newest staging folder of this
+        experiment in this driver's Ray session, where Tune puts it (artifacts/<time>/<name>/driver_artifacts)."""
+        try:
+            from ray.train.constants import _get_ray_train_session_dir
+
+            found = Path(_get_ray_train_session_dir()).glob(f"*/{self.copy.parent.name}/driver_artifacts")
+            return max((p for p in found if p.is_dir()), key=lambda p: p.stat().st_mtime, default=None)
+        except Exception:  # Ray's internals moved: the first trial's start names it
+            return None
+
     def get_state(self):  # called when Tune snapshots, after the staging folder holds every file
+        if self.staging is None:
+            self.staging = self._find_staging()
         if self.staging is not None and self.staging.is_dir():
             try:
                 write_copy(self.staging, self.copy)

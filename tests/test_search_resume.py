@@ -3,8 +3,9 @@ damage the checkpoint that Tune's snapshot names for one running trial and empty
 kill during Tune's copy of its snapshot does), rerun with --resume. Finished trials are not rerun, unfinished ones
 continue from their checkpoints (the damaged one from the checkpoint before it, said in one line, without a
 failure), the searcher's state is put back from the intact copy (said in one line), the logs hold each epoch once,
-every Optuna trial matches one Tune trial and none is left RUNNING. A grid sweep resumes through the same runner, trainables and checkpoints. Split from test_search.py
-so that the two files run side by side (pytest-xdist gives each file one worker).
+every Optuna trial matches one Tune trial and none is left RUNNING. A grid sweep resumes through the same runner,
+trainables and checkpoints. Split from test_search.py so that the two files run side by side (pytest-xdist gives
+each file one worker).
 
     python -m pytest tests/test_search_resume.py -q -n 0
 """

@@ -12,7 +12,7 @@ import pickle
 
 import pytest
 
-from sweeps.tune_state import COPY, RestoreFailed, intact, refuse_restart, repair, write_copy
+from sweeps.tune_state import COPY, RestoreFailed, SnapshotCopy, intact, refuse_restart, repair, write_copy
 from trainables.errors import UserError
 
 
@@ -69,6 +69,23 @@ def test_only_the_files_tune_reads_count(tmp_path):
     newest = _snapshot(experiment, "2026-12-01_11-00-00", step=4)
     assert repair(experiment) == []
     assert all((experiment / name).read_bytes() == data for name, data in newest.items())
+
+
+def test_the_copy_is_kept_before_any_trial_starts(tmp_path, monkeypatch):
+    """Tune's first snapshot comes before the first trial: the callback finds the staging folder in the Ray
+    session's artifacts by the experiment's name, and copies what is there."""
+    import ray.train.constants
+
+    session = tmp_path / "session" / "artifacts"
+    _snapshot(session / "2026-12-01_09-00-00" / "tune-confirm" / "driver_artifacts", "2026-12-01_09-00-00", 1)
+    files = _snapshot(session / "2026-12-01_10-00-00" / "tune" / "driver_artifacts", "2026-12-01_10-00-00", 2)
+    monkeypatch.setattr(ray.train.constants, "_get_ray_train_session_dir", lambda: str(session))
+    experiment = tmp_path / "run" / "tune"
+    experiment.mkdir(parents=True)
+    assert SnapshotCopy(experiment).get_state() is None  # nothing for Tune to save of its own
+    (experiment / "searcher-state-2026-12-01_10-00-00.pkl").write_bytes(b"")
+    repair(experiment)
+    assert all((experiment / name).read_bytes() == data for name, data in files.items())
 
 
 def test_a_cut_file_without_a_copy_is_one_clear_error(tmp_path):
