@@ -297,6 +297,12 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
     seeds = confirm_seeds(plan.configs[0].seed, confirm[1]) if confirm else []
     search_done = False
     if restoring:
+        from sweeps.tune_state import repair as repair_snapshot
+
+        for name in (TUNE_DIR, CONFIRM_DIR):  # first: what follows reads Tune's snapshot
+            if (run_dir / name / "tuner.pkl").exists():
+                for note in repair_snapshot(run_dir / name):
+                    print(note)
         statuses = _experiment_trials(experiment)
         search_done = _all_finished(statuses, total)
         confirmed = _experiment_trials(run_dir / CONFIRM_DIR)
@@ -335,7 +341,7 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
 
     from sweeps.console import LiveReport, RestoreNotes, TrialProgress
     from sweeps.parquet_logger import ParquetLogger
-    from sweeps.tune_state import SnapshotCopy, refuse_restart, repair as repair_snapshot
+    from sweeps.tune_state import SnapshotCopy, refuse_restart
 
     start_ray(args.address, args.verbose)
     live = None if args.no_report else LiveReport(run_dir)
@@ -378,8 +384,6 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
             views += [live] if live is not None else []
             views.append(RestoreNotes())  # with or without --verbose: a skipped checkpoint is always said
             if (run_dir / name / "tuner.pkl").exists():
-                for note in repair_snapshot(run_dir / name):
-                    print(note)
                 refuse_restart()
                 for made in recreate_missing_checkpoints(run_dir / name):
                     print(f"note: checkpoint {made} was missing; its trial resumes from an older one")

@@ -1,11 +1,11 @@
 """Driver loss, on a search: SIGKILL it (and its local Ray) mid-way, with some trials finished and others running,
-damage the checkpoint that Tune's snapshot names for one running trial and empty the searcher's saved state (as a
-kill during Tune's copy of its snapshot does), rerun with --resume. Finished trials are not rerun, unfinished ones
-continue from their checkpoints (the damaged one from the checkpoint before it, said in one line, without a
-failure), the searcher's state is put back from the intact copy (said in one line), the logs hold each epoch once,
-every Optuna trial matches one Tune trial and none is left RUNNING. A grid sweep resumes through the same runner,
-trainables and checkpoints. Split from test_search.py so that the two files run side by side (pytest-xdist gives
-each file one worker).
+damage the checkpoint that Tune's snapshot names for one running trial, empty the searcher's saved state and cut the
+experiment's (as a kill during Tune's copy of its snapshot does), rerun with --resume. Finished trials are not
+rerun, unfinished ones continue from their checkpoints (the damaged one from the checkpoint before it, said in one
+line, without a failure), both states are put back from the intact copy (a line each), the logs hold each epoch
+once, every Optuna trial matches one Tune trial and none is left RUNNING. A grid sweep resumes through the same
+runner, trainables and checkpoints. Split from test_search.py so that the two files run side by side (pytest-xdist
+gives each file one worker).
 
     python -m pytest tests/test_search_resume.py -q -n 0
 """
@@ -93,6 +93,8 @@ def test_killed_search_resumes_from_checkpoints_with_each_epoch_once(mnist_dir, 
     # Tune with a half-restored search that waited forever (sweeps/tune_state.py).
     searcher = max((run / "tune").glob("searcher-state-*.pkl"))
     searcher.write_bytes(b"")
+    experiment_state = max((run / "tune").glob("experiment_state-*.json"))
+    experiment_state.write_bytes(experiment_state.read_bytes()[:1000])
     time.sleep(2)  # Ray's own agents notice the dead driver and exit
 
     resumed = run_cli(*args, "--resume", timeout=SWEEP_TIMEOUT)
@@ -102,8 +104,9 @@ def test_killed_search_resumes_from_checkpoints_with_each_epoch_once(mnist_dir, 
     assert len(said) == 1 and str(corrupt) in said[0], (said, damaged, named, snapshot, out[-3000:])
     assert f"resuming from checkpoint_{int(named[-6:]) - 1:06d} (epoch {damaged_epoch - 1})" in said[0]
     put_back = [line for line in out.splitlines() if "was cut off" in line]
-    assert put_back == [f"note: {searcher} was cut off when the driver stopped; put back from the intact copy of "
-                        f"Tune's last snapshot"], out[-3000:]
+    expected = [f"note: {path} was cut off when the driver stopped; put back from the intact copy of Tune's last "
+                f"snapshot" for path in (searcher, experiment_state)]
+    assert sorted(put_back) == sorted(expected), out[-3000:]
 
     study, per_trial = check_study_agrees_with_logs(run, TRIALS)
     assert (per_trial["epochs"] == EPOCHS).all() and set(per_trial["stop_reason"]) == {"completed"}
