@@ -300,3 +300,26 @@ def test_without_a_confirm_phase_the_headline_says_optimistic(tmp_path, marker):
                     "seeds on a side) on the test set, at 1× the epochs and 3× the compute")
     assert "no confirm phase" in (out / "report.md").read_text().split("## ")[0]
     assert not (out / "confirm.csv").exists()
+
+
+def test_the_headline_shows_sampled_values_readably(tmp_path):
+    """An Optuna-sampled learning rate has 17 digits: the headline and its ranked table show 4 (more where two
+    values would read the same), and confirm_ranked.csv keeps each exact."""
+    exact = {0.01: 0.01, 0.05: 0.008818300261327749, 0.1: 0.015644898162645162}
+    trials = []
+    for prefix, table, phase in (("s", SEARCH, "search"), ("c", CONFIRM, "confirm")):
+        for lr, seeds in table.items():
+            for seed, (k, val, test) in seeds.items():
+                t, v = _curve(k, val, test)
+                trials.append((phase, _trial(f"{prefix}-{lr}-{seed}", exact[lr], seed, t, v, seconds=SECONDS[lr])))
+    run = tmp_path / "run"
+    for phase in ("search", "confirm"):
+        _write_run(run, [t for p, t in trials if p == phase], phase=phase,
+                   baseline=SEARCH_BASELINE if phase == "search" else None)
+    out = build_report(run).parent
+    md = (out / "report.md").read_text()
+    headline = md.split("## ")[0]
+    assert "Winner: lr=0.008818, the best of 2" in headline and "baseline: lr=0.01," in headline
+    assert "| lr=0.01564 |" in headline and "0.0088183" not in headline
+    ranked = pd.read_csv(out / "confirm_ranked.csv")
+    assert set(ranked["group"]) == {"lr=0.01", "lr=0.008818300261327749", "lr=0.015644898162645162"}
