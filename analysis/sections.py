@@ -422,10 +422,13 @@ def headline(d: RunData) -> Section | None:
     chose = ("mean validation accuracy" if h["chosen_on"] == "validation" else
              "mean test accuracy, chosen in hindsight on the test set since not every trial has a validation split")
     text = f"Computed from {where}."
-    shown = h.get("shown", {})
+
+    def readable(group: str) -> str:  # floats rounded for reading; the CSVs keep the exact labels
+        return h["shown"].get(group, group)
+
     if h["winner"] is not None:
-        text += (f" Winner: {shown.get(h['winner'], h['winner'])}, the best of {h['candidates']} non-baseline "
-                 f"configuration(s) by {chose}; baseline: {shown.get(h['baseline'], h['baseline'])}, {h['why']}.")
+        text += (f" Winner: {readable(h['winner'])}, the best of {h['candidates']} non-baseline configuration(s) "
+                 f"by {chose}; baseline: {readable(h['baseline'])}, {h['why']}.")
     if "diff_pp" in h:
         text += (f" Points = mean test accuracy of the winner's {h['n_winner']} seed(s) minus the baseline's "
                  f"{h['n_baseline']}, each at its trial's epoch chosen "
@@ -446,7 +449,7 @@ def headline(d: RunData) -> Section | None:
         files["confirm.csv"] = csv_bytes(seeds, tradeoff.PER_SEED_ACCURACIES)
     if confirm and h.get("ranked") is not None and len(h["ranked"]) > 2:
         r = h["ranked"]
-        shown = pd.DataFrame({"configuration": r["group"].map(lambda g: h["shown"].get(g, g)), "role": r["role"],
+        shown = pd.DataFrame({"configuration": r["group"].map(readable), "role": r["role"],
                               "seeds": r["n_seeds"].map(str),
                               "val acc % (mean ± std)": [fmt_pct_pm(m, s) for m, s in zip(r["val_acc_mean"],
                                                                                          r["val_acc_std"])],

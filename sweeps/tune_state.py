@@ -11,11 +11,11 @@ Two parts prevent that, used by sweeps/runner.py:
 - `SnapshotCopy`, a Tune callback: whenever Tune takes a snapshot (it asks callbacks for their state last, once
   the staging folder is complete, before copying it out), it writes the snapshot's files as one tar file,
   atomically, to `.snapshot.tar` in the experiment's folder. It keeps no state of its own for Tune to save.
-- `repair(experiment)`, before `Tuner.restore`: checks each file Tune will read (the newest of each kind, Tune's
-  own choice) for completeness without loading it; if one is cut short, it puts back every snapshot file from
-  the intact copy, so the files agree with each other, and says so. With no intact copy it raises UserError with
-  what to do. `refuse_restart()` turns Tune's "Failed to restore the run state" into an error instead of a fresh
-  start, for any other cause.
+- `repair(experiment)`, first thing on --resume (before the runner or Tune reads the snapshot): checks each file
+  Tune will read (the newest of each kind, Tune's own choice) for completeness without loading it; if one is cut
+  short, it puts back every snapshot file from the intact copy, so the files agree with each other, and says so.
+  With no intact copy it raises UserError with what to do. `refuse_restart()` turns Tune's "Failed to restore
+  the run state" into an error instead of a fresh start, for any other cause.
 
     python -m pytest tests/test_tune_state.py -q
 """
@@ -163,8 +163,7 @@ class _RefuseRestart(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if str(record.msg).startswith("Failed to restore the run state"):
             err = record.exc_info[1] if record.exc_info else None
-            cause = f" ({type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''})" \
-                if err is not None else ""
+            cause = f" ({type(err).__name__}: {(str(err).strip().splitlines() or [''])[-1]})" if err else ""
             raise RestoreFailed(f"Tune could not restore the sweep's state{cause}; nothing was rerun and the logs "
                                 f"are as they were: start a new sweep with --out NEW_DIR, or report this with the "
                                 f"files of RUN_DIR/tune")
