@@ -22,7 +22,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FormatStrFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from analysis.logs import CONFIG_PREFIX, _formatted, format_value, group_labels
-from analysis.tables import PLATEAU_PP, _order_key, choice_phrase, rank_column
+from analysis.tables import PLATEAU_PP, _order_key, choice_phrase, chosen_on, rank_column
 
 MAX_PLOTTED_GROUPS = 10  # more lines than this make the plot unreadable; the best ones are kept
 HINDSIGHT = ("Best accuracy, best loss and their epochs are chosen in hindsight on the test set "
@@ -395,7 +395,8 @@ def plot_best_epoch_hist(trials: pd.DataFrame) -> tuple[bytes, str]:
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize="small")
-    caption = (f"Epoch at which each trial reached its best accuracy (earliest on ties), {choice_phrase(trials)}; "
+    tie = "ties to the lower val_loss, then the earlier" if chosen_on(trials) != "test" else "earliest on ties"
+    caption = (f"Epoch at which each trial reached its best accuracy ({tie}), {choice_phrase(trials)}; "
                "a pile-up at the last epoch means the budget cut training short")
     return _png(fig), caption
 

@@ -69,9 +69,10 @@ from analysis.stn_inspect import inspection_sections
 
 HINDSIGHT = ("Best accuracy, best loss and their epochs are chosen in hindsight on the test set "
              "(there is no separate validation split), so they are optimistic.")
-VALIDATION = ("Validation chooses, test reports: each trial's best epoch (earliest on ties), the best group and "
-              "the best trial are chosen on the validation split (val_acc, val_loss); the best accuracy and loss "
-              "shown are the test values at that epoch.")
+VALIDATION = ("Validation chooses, test reports: each trial's best epoch (the highest val_acc; a tie to the "
+              "lower val_loss, then the earlier epoch), the best group and the best trial are chosen on the "
+              "validation split (val_acc, val_loss); the best accuracy and loss shown are the test values at that "
+              "epoch.")
 
 
 def choice_note(d: RunData) -> str:

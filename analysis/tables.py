@@ -8,11 +8,12 @@
 Everything is vectorized over trials and rows, no Python loop per trial: df is sorted by
 (trial_id, epoch), so each trial is one contiguous block and a trial's integer code is its block number.
 Validation chooses, test reports: a trial whose rows have ``val_acc`` (the held-out validation split) gets its
-best epoch by val_acc (earliest on ties) and its "best" test accuracy is the test accuracy AT that epoch (loss:
-the same with val_loss); groups and trials are ranked by validation (rank_column) when every trial has it. A trial
-without val_acc (old logs, val_per_class 0) has its best values and epochs chosen in hindsight on the test set;
-``chosen_on`` says which per trial and per group. Intervals are 95% Student-t intervals of the mean across seeds
-(mean ± t(0.975, n-1) · std / √n, std with ddof=1); none with one seed.
+best epoch by val_acc (ties to the lower val_loss, then the earliest: ``validation_order``) and its "best" test
+accuracy is the test accuracy AT that epoch (loss: the same with val_loss); groups and trials are ranked by
+validation (rank_column) when every trial has it. A trial without val_acc (old logs, val_per_class 0) has its best
+values and epochs chosen in hindsight on the test set; ``chosen_on`` says which per trial and per group.
+Intervals are 95% Student-t intervals of the mean across seeds (mean ± t(0.975, n-1) · std / √n, std with
+ddof=1); none with one seed.
 """
 from __future__ import annotations
 
@@ -89,19 +90,33 @@ def choice_phrase(frame: pd.DataFrame) -> str:
             "test": "chosen in hindsight on the test set"}[chosen_on(frame)]
 
 
+def validation_order(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(rank per row, rows by rank): the order in which validation prefers a trial's epochs. Higher val_acc
+    first; an accuracy on a few hundred images moves in steps, so epochs tie, and the lower val_loss (the same
+    split, finer grained) breaks the tie, as it does between configurations; then the earlier epoch. Rows without
+    val_acc come last, a missing val_loss after any value."""
+    val = df["val_acc"].to_numpy(float)
+    loss = df["val_loss"].to_numpy(float) if "val_loss" in df else np.full(len(df), np.nan)
+    order = np.lexsort((np.arange(len(df)), np.where(np.isnan(loss), np.inf, loss),
+                        np.where(np.isnan(val), np.inf, -val)))
+    rank = np.empty(len(df), dtype=np.int64)
+    rank[order] = np.arange(len(df))
+    return rank, order
+
+
 def chosen_so_far(df: pd.DataFrame, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per row: (test accuracy at the trial's best epoch up to this one, best val_acc up to this one). The best
-    epoch is chosen on val_acc (earliest on ties) in trials that have it, else on test_acc (then the first value
-    is the best test accuracy so far); the second array is NaN without val_acc."""
+    epoch is chosen on val_acc (ties as in validation_order) in trials that have it, else on test_acc (then the
+    first value is the best test accuracy so far); the second array is NaN without val_acc."""
     test = pd.Series(df["test_acc"].to_numpy(float))
     by_test = test.groupby(codes).cummax().to_numpy()
     if "val_acc" not in df:
         return by_test, np.full(len(df), np.nan)
     val = pd.Series(df["val_acc"].to_numpy(float))
     best = val.groupby(codes).cummax().groupby(codes).ffill()  # cummax leaves NaN where val is missing
-    before = best.groupby(codes).shift(1)
-    record = val.notna() & (before.isna() | (val > before))  # a strictly better val: this epoch becomes the choice
-    at_choice = test.where(record).groupby(codes).ffill().to_numpy()
+    rank, order = validation_order(df)
+    choice = order[pd.Series(rank).groupby(codes).cummin().to_numpy()]  # the preferred row up to this one
+    at_choice = np.where(np.isnan(val.to_numpy()[choice]), np.nan, test.to_numpy()[choice])
     has_val = val.notna().groupby(codes).transform("any").to_numpy()
     return np.where(has_val, at_choice, by_test), best.to_numpy()
 
@@ -157,7 +172,7 @@ def trial_summary(df: pd.DataFrame, gcols: list[str], gpus: pd.Series | None = N
     for metric, name, val, maximize in (("test_acc", "acc", "val_acc", True), ("test_loss", "loss", "val_loss", False)):
         row = _best_rows(df, by, metric, maximize, codes, n)
         if val in df:  # validation chooses the epoch wherever the trial has it; the test value is read there
-            vrow = _best_rows(df, by, val, maximize, codes, n)
+            vrow = _validation_rows(df, codes) if val == "val_acc" else _best_rows(df, by, val, maximize, codes, n)
             out[f"best_{val}"] = np.where(vrow >= 0, df[val].to_numpy(float)[np.maximum(vrow, 0)], np.nan)
             row = np.where(vrow >= 0, vrow, row)
             if name == "acc":
@@ -200,6 +215,13 @@ def _best_rows(df: pd.DataFrame, by, metric: str, maximize: bool, codes: np.ndar
     """Per trial, the row of its best ``metric`` (earliest on ties; -1 when the trial has no value)."""
     best = (by[metric].max() if maximize else by[metric].min()).to_numpy()
     return _first_row(df[metric].to_numpy(float) == best[codes], codes, n)  # NaN never equals: -1
+
+
+def _validation_rows(df: pd.DataFrame, codes: np.ndarray) -> np.ndarray:
+    """Per trial, the row validation prefers (validation_order; -1 when the trial has no val_acc)."""
+    rank, order = validation_order(df)
+    rows = order[pd.Series(rank).groupby(codes).min().to_numpy()]
+    return np.where(np.isnan(df["val_acc"].to_numpy(float)[rows]), -1, rows)
 
 
 def variant_columns(df: pd.DataFrame) -> list[str]:

@@ -495,14 +495,26 @@ def _summarize(args, study: Study, run_dir: Path, results: list, seconds: float,
 
 
 def _best_line(grid, metric: str, study: Study, search: bool) -> str:
-    """The best epoch of the (search's) trials on `metric`, the test accuracy there, and the config keys that
-    varied between those trials, floats to 4 significant digits: what a reader compares (sweep.json and the report
-    hold every key in full)."""
+    """The best epoch of the (search's) trials on `metric` (ties to the lower loss on the same split, then the
+    first, as the report chooses: analysis.tables.validation_order), the test accuracy there, and the config keys
+    that varied between those trials, floats to 4 significant digits: what a reader compares (sweep.json and the
+    report hold every key in full)."""
+    import math
+
     from sweeps.console import fmt_metric
 
-    best = grid.get_best_result(metric=metric, mode=study.mode, scope="all")
-    epochs = best.metrics_dataframe
-    row = epochs.loc[epochs[metric].idxmax() if study.mode == "max" else epochs[metric].idxmin()]
+    loss = metric.replace("_acc", "_loss") if metric.endswith("_acc") else None
+    sign = -1 if study.mode == "max" else 1
+
+    def key(row) -> tuple:
+        tie = row.get(loss) if loss else None
+        return (sign * row[metric], tie if tie is not None and math.isfinite(tie) else math.inf)
+
+    candidates = [(key(row), i, result, row) for i, result in enumerate(grid)
+                  if result.metrics_dataframe is not None and metric in result.metrics_dataframe
+                  for row in result.metrics_dataframe.to_dict("records")
+                  if row.get(metric) is not None and math.isfinite(row[metric])]
+    _, _, best, row = min(candidates, key=lambda c: c[:2])  # min keeps the first of equal keys
     configs = [r.config for r in grid]
     varied = [k for k in best.config
               if len({json.dumps(c.get(k), sort_keys=True, default=str) for c in configs}) > 1]

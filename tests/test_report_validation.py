@@ -99,6 +99,30 @@ def test_each_trial_reports_test_accuracy_at_the_epoch_validation_chose(choice_r
     assert g.loc["lr=0.1", "best_test_acc_mean [fraction]"] == pytest.approx(0.91)
 
 
+
+def test_epochs_tied_on_validation_accuracy_go_to_the_lower_validation_loss(tmp_path):
+    """val_acc ties at epochs 2 and 4 (0.90, a step of a 500-image split); epoch 4 has the lower val_loss, so it is
+    the choice, in the trials table and in the best-so-far curve, as a tie between configurations already is. A
+    full tie (the same val_loss too) still goes to the earlier epoch."""
+    from analysis.logs import load_logs
+    from analysis.tables import chosen_so_far, trial_codes, trial_summary
+
+    def trial(tid, losses):
+        return LogTrial(tid, _config(0.1, 0), [epoch_metrics(t, val_acc=v, val_loss=l) for t, v, l in
+                                                zip([0.80, 0.85, 0.86, 0.91, 0.88], [0.70, 0.90, 0.88, 0.90, 0.89],
+                                                    losses)])
+
+    write_logs(tmp_path / "logs", [trial("lower", [0.9, 0.40, 0.45, 0.30, 0.35]),
+                                   trial("same", [0.9, 0.40, 0.45, 0.40, 0.35])],
+               config_types={"lr": float, "seed": int, "batch_size": int, "epochs": int})
+    df = load_logs(tmp_path)
+    t = trial_summary(df, ["config/lr"]).set_index("trial_id")
+    assert t.loc["lower", ["best_acc_epoch", "best_test_acc"]].tolist() == [4, pytest.approx(0.91)]
+    assert t.loc["same", ["best_acc_epoch", "best_test_acc"]].tolist() == [2, pytest.approx(0.85)]
+    so_far = chosen_so_far(df, trial_codes(df)[0])[0].reshape(2, 5)
+    assert so_far[0] == pytest.approx([0.80, 0.85, 0.85, 0.91, 0.91])
+    assert so_far[1] == pytest.approx([0.80, 0.85, 0.85, 0.85, 0.85])
+
 def test_the_best_group_is_chosen_on_validation(choice_report):
     # lr=0.1 leads on the test set, at any epoch (0.94 against 0.855) and at the val-chosen ones (0.91 against
     # 0.81); validation picks lr=0.01 (0.865 against 0.61), and the comparison says what that cost on test

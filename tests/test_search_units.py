@@ -135,3 +135,24 @@ def test_confirm_candidates_tie_on_accuracy_and_are_told_apart_by_loss(tmp_path)
     got = best_configs(logs, ids, ["lr"], "val_acc", {"lr": 0.01}, 3)
     assert got == [{"lr": 0.02}, {"lr": 0.003}, {"lr": 0.05}]
     assert best_configs(logs, ids, ["lr"], "val_acc", {"lr": 0.01}, 1) == [{"lr": 0.02}]
+
+
+def test_the_terminal_best_line_breaks_ties_on_the_lower_loss_as_the_report_does():
+    """val_acc 0.9 at trial a's epoch 1 and at trial b's epochs 1 and 3: b's epoch 3 has the lowest val_loss."""
+    from types import SimpleNamespace
+
+    from sweeps.runner import _best_line
+    from sweeps.stn_search import STUDY
+
+    def result(tid, lr, rows):
+        return SimpleNamespace(config={"lr": lr, "seed": 0}, metrics_dataframe=pd.DataFrame(
+            [{"trial_id": tid, "epoch": e, "val_acc": v, "val_loss": l, "test_acc": t}
+             for e, (v, l, t) in enumerate(rows, 1)]))
+
+    grid = [result("a", 0.01, [(0.9, 0.30, 0.88), (0.8, 0.20, 0.85)]),
+            result("b", 0.123456, [(0.9, 0.40, 0.86), (0.7, 0.10, 0.80), (0.9, 0.25, 0.91)])]
+    assert _best_line(grid, "val_acc", STUDY, search=True) == (
+        "best val_acc 90.0% at epoch 3 of the search's trial b (test_acc 91.0% there): lr=0.1235")
+    grid[1].metrics_dataframe.loc[2, "val_loss"] = 0.30  # a full tie: the first trial's first epoch
+    line = _best_line(grid, "val_acc", STUDY, search=True)
+    assert line.startswith("best val_acc 90.0% at epoch 1 of the search's trial a (test_acc 88.0% there)")
