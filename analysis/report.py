@@ -161,7 +161,7 @@ def _facts(d: RunData) -> list[str]:
         f"up to {d.df['epoch'].max()} epochs.",
         "Varying: " + (", ".join(c.removeprefix(CONFIG_PREFIX) for c in d.gcols) or "nothing (one group)") + ".",
         "Fixed: " + (group_label(d.df.iloc[0], fixed) if fixed else "nothing") + ".",
-        f"Best group{' (chosen on validation)' if by_val else ''}: {best['group']}: "
+        f"Best group{' (chosen on validation)' if by_val else ''}: {d.readable(best['group'])}: "
         f"{'test accuracy at the val-chosen epoch' if by_val else 'best test accuracy'} "
         f"{fmt_pct_pm(best['best_test_acc_mean'], best['best_test_acc_std'], sign=True)}"
         f" over {best['n_seeds']} seed(s)"

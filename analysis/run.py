@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
 
 from analysis import tradeoff
 from analysis.compute import feature_shares, read_feature_passes
-from analysis.logs import group_columns, load_logs
+from analysis.logs import group_columns, group_labels, load_logs
 from analysis.tables import PHASE_COLUMN, curves, group_summary, gpu_share, trial_summary
 
 SEARCH_STUDY_FILE = "optuna.db"  # sweeps/search.py keeps a search's Optuna study in RUN_DIR under this name
@@ -39,6 +40,15 @@ class RunData:
     baseline: str | None = None  # --baseline LABEL
     compare: RunData | None = None  # --compare RUN_DIR2
     passes: pd.DataFrame | None = None  # RUN_DIR/features.json's feature passes (cached transfer studies)
+
+    @cached_property
+    def shown(self) -> dict[str, str]:
+        """Group label -> the same with floats to 4 significant digits (more where two values would read the
+        same), for the pages; the exact label keys the tables and the CSVs."""
+        return dict(zip(self.trials["group"], group_labels(self.trials, self.gcols, digits=4)))
+
+    def readable(self, group: str) -> str:
+        return self.shown.get(group, group)
 
     @property
     def has_gpu(self) -> bool:

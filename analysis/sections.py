@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import plots, tradeoff
-from analysis.logs import CONFIG_PREFIX, SEED_COLUMN, format_value, group_columns, group_labels
+from analysis.logs import CONFIG_PREFIX, SEED_COLUMN, _formatted, format_value, group_columns, group_labels
 from analysis.render import MAX_TABLE_ROWS, Section, bullets, csv_bytes, decimals, figure, fmt_ci, fmt_column, \
     fmt_num, fmt_pct, fmt_pct_pm, fmt_pm, note, paragraph, section, table, top_rows
 from analysis.run import RunData
@@ -50,7 +50,7 @@ def compute_phrase(d: RunData) -> str:
 
 def groups_section(d: RunData) -> Section:
     g, note = top_rows(d.groups, rank_column(d.groups))
-    show = pd.DataFrame({"group": g["group"], "n_seeds": g["n_seeds"]})
+    show = pd.DataFrame({"group": g["group"].map(d.readable), "n_seeds": g["n_seeds"]})
     show["best acc % (mean ± std)"] = [fmt_pct_pm(m, s) for m, s in zip(g["best_test_acc_mean"],
                                                                        g["best_test_acc_std"])]
     show["best acc % 95% CI"] = [fmt_ci(m, h) for m, h in zip(g["best_test_acc_mean"], g["best_test_acc_ci95"])]
@@ -104,7 +104,7 @@ def variants_section(d: RunData) -> Section | None:
         return None
     png, caption = plots.plot_variants(d.curves, d.groups, variants)
     g, note = top_rows(d.groups, rank_column(d.groups))
-    show = pd.DataFrame({"group": g["group"]})
+    show = pd.DataFrame({"group": g["group"].map(d.readable)})
     for v in variants:
         name = v.removeprefix("test_acc/")
         show[f"best {name} %"] = [fmt_pct_pm(m, s) for m, s in zip(g[f"best_{v}_mean"], g[f"best_{v}_std"])]
@@ -171,7 +171,7 @@ def tradeoff_section(d: RunData) -> Section:
         best = (f"the headline's winner ({CONFIRMED_WINNER}; here its search and confirm trials together)"
                 if winner is not None else f"the best group (highest {by})")
         text = (f"Tuned vs baseline: {best} against the baseline, {why}"
-                + (f": {base}" if base else "") + f", and against the median group ({median}). "
+                + (f": {d.readable(base)}" if base else "") + f", and against the median group ({median}). "
                 "Accuracies are test accuracies" + (" at the epoch chosen on validation" if split == "validation"
                                                     else "") + ", in percent; Δ = best minus reference, per trial, "
                 "means across seeds" + (", from every trial of the run (search and confirm phases alike)"
@@ -179,6 +179,8 @@ def tradeoff_section(d: RunData) -> Section:
                 + "; seconds" + (" and GPU-seconds" if d.has_gpu else "") + " count training"
                 + (" and the trial's share of the feature pass" if d.passes is not None else "") + ".")
         shown = comp.drop(columns="note" if d.has_gpu else ["note", "Δ GPU-seconds / trial"])
+        for c in ("best group", "reference group"):
+            shown[c] = shown[c].map(lambda g: d.readable(g) if isinstance(g, str) else g)
         for c in shown.columns[3:]:
             if c in tradeoff.COMPARISON_ACCURACIES:
                 shown[c] = shown[c].map(fmt_pct)
@@ -205,7 +207,7 @@ def pareto_section(d: RunData) -> Section:
     cols = ["trial_id", "group", d.compute, *parts, "best_test_acc", "best_acc_epoch", "epochs", "stop_reason"]
     cols = list(dict.fromkeys(c for c in cols if c in d.trials))
     pf = d.trials.loc[front, cols].sort_values(d.compute)
-    shown = pf.copy()
+    shown = pf.assign(group=pf["group"].map(d.readable))
     for c in [d.compute, *parts]:
         if c in shown:
             shown[c] = fmt_column(shown[c])
@@ -262,13 +264,14 @@ def audit_section(d: RunData) -> Section | None:
         f"{fmt_num(f['compute_saved'])} {name} against running them to the full budget "
         f"({fmt_pct(f['saved_share'], True)} of what the sweep would have used; an estimate: epochs not run x the "
         "trial's mean epoch time).",
-        f"Winner: {f['winner']} ({f['winner_group']}), best accuracy {fmt_pct(f['winner_best'], True)}.",
+        f"Winner: {f['winner']} ({d.readable(f['winner_group'])}), best accuracy {fmt_pct(f['winner_best'], True)}.",
         f"{f['ahead']} stopped trial(s) were ahead of the winner's best-so-far accuracy at their stopping epoch"
         + (" (the scheduler may have stopped a trial that was leading)." if f["ahead"] else "."),
         f"The best stopped trial reached {fmt_pct(f['stopped_max_best'], True)} before it was stopped.",
     ]
     shown = audit[["trial_id", "group", "stop_reason", "stop_epoch", "budget", "best_so_far_at_stop",
                    "winner_best_so_far_at_stop", "gap_to_winner", "epochs_saved"]].copy()
+    shown["group"] = shown["group"].map(d.readable)
     shown, note = top_rows(shown, "gap_to_winner")
     for c in [c for c in shown if c in tradeoff.AUDIT_ACCURACIES]:
         shown[c] = shown[c].map(fmt_pct)
@@ -283,8 +286,8 @@ def audit_section(d: RunData) -> Section | None:
 def trials_section(d: RunData) -> Section:
     tr, shown_note = top_rows(d.trials, rank_column(d.trials), 2 * MAX_TABLE_ROWS)
     t = pd.DataFrame({"trial_id": tr["trial_id"]})
-    for c in d.gcols + ([SEED_COLUMN] if SEED_COLUMN in tr else []):
-        t[c.removeprefix(CONFIG_PREFIX)] = tr[c].map(format_value)
+    for c in d.gcols + ([SEED_COLUMN] if SEED_COLUMN in tr else []):  # floats rounded apart, as in the labels
+        t[c.removeprefix(CONFIG_PREFIX)] = _formatted(tr[c], 4)
     t["epochs"], t["status"] = tr["epochs"], tr["status"].map(str)
     t["stop reason"] = tr["stop_reason"].map(lambda v: "" if pd.isna(v) else str(v))
     by_val = chosen_on(tr) == "validation"

@@ -347,3 +347,12 @@ def test_the_headline_shows_sampled_values_readably(tmp_path):
     assert "| lr=0.01564 |" in headline and "0.0088183" not in headline
     ranked = pd.read_csv(out / "confirm_ranked.csv")
     assert set(ranked["group"]) == {"lr=0.01", "lr=0.008818300261327749", "lr=0.015644898162645162"}
+    # the rest of the page reads the same way: the groups, trials and comparison tables, the "Best group" line
+    assert "0.0088183" not in md and "0.015644" not in md
+    sections = dict(part.split("\n", 1) for part in md.split("\n## ")[1:])
+    groups = sections["Groups (configuration without seed)"]
+    assert "| lr=0.01564 | 4 |" in groups and "| lr=0.008818 | 4 |" in groups
+    assert "| 0.008818 |" in sections["Trials"]
+    assert "| best vs baseline | lr=0.008818 | lr=0.01 |" in md
+    assert "Best group (chosen on validation): lr=0.01564:" in md
+    assert set(pd.read_csv(out / "groups.csv")["group"]) == set(ranked["group"])  # the CSVs stay exact
