@@ -439,6 +439,10 @@ def headline(d: RunData) -> Section | None:
                     "mixed": "on validation where the trial has it, else on the test set"}[h["chosen_on"]]
                  + "; CI = Welch two-sample t interval of that difference; epochs = mean epochs run per trial, "
                  f"compute = mean {compute_phrase(d)} per trial, winner over baseline.")
+        if confirm:  # the interval is over the confirm seeds: a second search is what shows the search's own luck
+            text += (" The interval covers the confirm seeds, not the search's luck: a search with another "
+                     "--search-seed (or more --num-samples) may find other configurations, so trust a gain that "
+                     "holds across searches.")
     parts, files = [note(line), paragraph(text)], {}
     if confirm and "per_seed" in h:
         seeds = h["per_seed"]

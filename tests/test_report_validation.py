@@ -249,6 +249,8 @@ def test_headline_comes_from_the_confirm_phase_only(tmp_path):
     assert seeds["baseline_epoch"].tolist() == [2, 3, 2] and seeds["winner_epoch"].tolist() == [3, 3, 2]
     assert "| seed | baseline test acc % | winner test acc % |" in md and "| 1 | 78.0 | 84.0 |" in md
     assert "href='confirm.csv'" in page
+    # the interval is over the confirm seeds; the headline says what it does not cover
+    assert "The interval covers the confirm seeds, not the search's luck: a search with another --search-seed" in md
 
 
 def test_headline_shows_each_side_mean_and_every_confirmed_configuration(tmp_path):
@@ -323,6 +325,7 @@ def test_without_a_confirm_phase_the_headline_says_optimistic(tmp_path, marker):
     assert line == ("> tuned vs baseline (from the search itself, optimistic): +25.0 points (no CI: fewer than two "
                     "seeds on a side) on the test set, at 1× the epochs and 3× the compute")
     assert "no confirm phase" in (out / "report.md").read_text().split("## ")[0]
+    assert "not the search's luck" not in (out / "report.md").read_text()  # it says "optimistic" instead
     assert not (out / "confirm.csv").exists()
 
 
