@@ -217,7 +217,9 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, compare
 
 def write_report(run_dir: str | Path, out_dir: str | Path | None = None, compare: str | Path | None = None,
                  baseline: str | None = None) -> tuple[Path, str | None]:
-    """build_report, also returning a search's headline line ("tuned vs baseline: ..."; None for a grid)."""
+    """build_report, also returning what a terminal shows of a search's answer: the headline line ("tuned vs
+    baseline: ...") and, from a confirm phase, a line naming the winner with both sides' test accuracy; None for a
+    grid."""
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir / "report"
     data = load_run(run_dir, baseline)
@@ -262,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = args.out if args.out is not None else args.run_dir / "report"
     try:
-        index = build_report(args.run_dir, args.out, args.compare, args.baseline)
+        index, lead = write_report(args.run_dir, args.out, args.compare, args.baseline)
     except FileNotFoundError as exc:  # no logs there: the message names the folder and what was expected
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -271,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
               f"write to; the logs were only read", file=sys.stderr)
         return 2
     print(index)
+    if lead:  # a search's answer, as the sweep printed it
+        print(lead)
     return 0
 
 

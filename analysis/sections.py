@@ -470,4 +470,10 @@ def headline(d: RunData) -> Section | None:
         files["confirm_ranked.csv"] = csv_bytes(r, tradeoff.RANKED_ACCURACIES)
     out = section("Tuned vs baseline", parts, files)
     out.lead = line
+    if confirm and "per_seed" in h and h["winner"] is not None:  # the terminal also names what won, and by how much
+        seeds = h["per_seed"]
+        out.lead += (f"\nwinner: {readable(h['winner'])}: "
+                     f"{fmt_pct_pm(seeds['winner_test_acc'].mean(), seeds['winner_test_acc'].std(), True)} test "
+                     f"accuracy over {len(seeds)} fresh seed(s), against the baseline's "
+                     f"{fmt_pct_pm(seeds['baseline_test_acc'].mean(), seeds['baseline_test_acc'].std(), True)}")
     return out

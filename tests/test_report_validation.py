@@ -25,7 +25,7 @@ import pytest
 from scipy import stats
 
 from analysis.report import build_report
-from helpers import LogTrial, epoch_metrics, write_logs
+from helpers import LogTrial, epoch_metrics, run_cli, write_logs
 
 BUDGET = 4
 SEARCH_BASELINE = {"lr": 0.01, "batch_size": 64, "seed": 0}  # sweep.json's first configuration
@@ -249,6 +249,14 @@ def test_headline_comes_from_the_confirm_phase_only(tmp_path):
     assert seeds["baseline_epoch"].tolist() == [2, 3, 2] and seeds["winner_epoch"].tolist() == [3, 3, 2]
     assert "| seed | baseline test acc % | winner test acc % |" in md and "| 1 | 78.0 | 84.0 |" in md
     assert "href='confirm.csv'" in page
+    # the terminal gets the line and what won: write_report's lead (the sweep prints it after "report: ...")
+    from analysis.report import write_report
+
+    _, lead = write_report(tmp_path / "run", tmp_path / "again")
+    assert lead == (f"{line}\nwinner: lr=0.05: 85.0 ± 2.6% test accuracy over 3 fresh seed(s), against the "
+                    "baseline's 77.7 ± 2.5%")
+    proc = run_cli("-m", "analysis.report", str(tmp_path / "run"), "--out", str(tmp_path / "cli"), timeout=120)
+    assert proc.stdout.splitlines() == [str(tmp_path / "cli" / "index.html"), *lead.splitlines()], proc.stderr
     # the interval is over the confirm seeds; the headline says what it does not cover
     assert "The interval covers the confirm seeds, not the search's luck: a search with another --search-seed" in md
 
