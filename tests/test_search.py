@@ -81,6 +81,8 @@ def test_the_terminal_ends_with_the_reports_headline(smoke_search):
     lines = proc.stdout.splitlines()
     assert headline in lines and lines.index(headline) > lines.index(f"report: {run / 'report' / 'index.html'}")
     assert headline.startswith("tuned vs baseline: ")  # from the confirm phase: not the search's optimistic one
+    winner = lines[lines.index(headline) + 1]  # then what won, by how much, on the confirm seeds
+    assert winner.startswith("winner: ") and "fresh seed(s), against the baseline's " in winner
 
 
 def test_optunas_routine_messages_stay_off_the_terminal(smoke_search):
