@@ -495,15 +495,15 @@ def _summarize(args, study: Study, run_dir: Path, results: list, seconds: float,
 
 
 def _best_line(grid, metric: str, study: Study, search: bool) -> str:
-    """The best epoch of the (search's) trials on `metric` (ties to the lower loss on the same split, then the
-    first, as the report chooses: analysis.tables.validation_order), the test accuracy there, and the config keys
+    """The best epoch of the (search's) trials on `metric` (val_acc ties to the lower val_loss, then the first, as
+    the report chooses: analysis.tables.validation_order), the test accuracy there, and the config keys
     that varied between those trials, floats to 4 significant digits: what a reader compares (sweep.json and the
     report hold every key in full)."""
     import math
 
     from sweeps.console import fmt_metric
 
-    loss = metric.replace("_acc", "_loss") if metric.endswith("_acc") else None
+    loss = "val_loss" if metric == "val_acc" else None  # as the report: test-set choices keep the first epoch
     sign = -1 if study.mode == "max" else 1
 
     def key(row) -> tuple:
