@@ -156,3 +156,7 @@ def test_the_terminal_best_line_breaks_ties_on_the_lower_loss_as_the_report_does
     grid[1].metrics_dataframe.loc[2, "val_loss"] = 0.30  # a full tie: the first trial's first epoch
     line = _best_line(grid, "val_acc", STUDY, search=True)
     assert line.startswith("best val_acc 90.0% at epoch 1 of the search's trial a (test_acc 88.0% there)")
+    # a choice on the test set (no validation split) keeps the first of tied epochs, as the report does
+    grid[1].metrics_dataframe.loc[2, "test_acc"] = 0.88  # ties with trial a's epoch 1
+    line = _best_line(grid, "test_acc", STUDY, search=True)
+    assert line == "best test_acc 88.0% at epoch 1 of the search's trial a: lr=0.01"
