@@ -425,9 +425,7 @@ def headline(d: RunData) -> Section | None:
     chose = ("mean validation accuracy" if h["chosen_on"] == "validation" else
              "mean test accuracy, chosen in hindsight on the test set since not every trial has a validation split")
     text = f"Computed from {where}."
-
-    def readable(group: str) -> str:  # floats rounded for reading; the CSVs keep the exact labels
-        return h["shown"].get(group, group)
+    readable = d.readable  # floats rounded for reading, as on the rest of the page; the CSVs keep the exact labels
 
     if h["winner"] is not None:
         text += (f" Winner: {readable(h['winner'])}, the best of {h['candidates']} non-baseline configuration(s) "

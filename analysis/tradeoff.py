@@ -225,8 +225,7 @@ def tuned_vs_baseline(trials: pd.DataFrame, gcols: list[str], compute: str, firs
     (source "confirm"), else from the search's own trials (source "search": optimistic, since the winner is
     picked on the trials that score it). Keys: source, baseline, why (how it was chosen), winner, chosen_on
     ("validation" or the test set's fallback), candidates (non-baseline groups), unfinished (the sentence of
-    baseline_unfinished, or None), problem (why there is no comparison, or None), shown (group -> its label with
-    floats rounded for reading; the exact label keys everything else); and with a comparison: n_winner,
+    baseline_unfinished, or None), problem (why there is no comparison, or None); and with a comparison: n_winner,
     n_baseline, diff_pp, lo_pp, hi_pp (Welch 95% interval, percentage points), epochs_ratio (mean epochs run per
     trial), compute_ratio (mean ``compute`` per trial), per_seed (one row per seed: each side's test accuracy
     at its val-chosen epoch); with a winner, ranked (every configuration of the pool, see _ranked)."""
@@ -237,8 +236,6 @@ def tuned_vs_baseline(trials: pd.DataFrame, gcols: list[str], compute: str, firs
            "chosen_on": chosen_on(pool), "candidates": 0, "unfinished": None, "problem": None}
     cols = [c for c in gcols if c != f"config/{PHASE_COLUMN}"]  # a phase kept in the config is no hyperparameter
     pool = pool.assign(group=group_labels(pool, cols))
-    # for reading: sampled floats to 4 significant digits, more where two values would read the same
-    out["shown"] = dict(zip(pool["group"], group_labels(pool, cols, digits=4)))
     groups = group_summary(pool, cols)
     base, out["why"] = choose_baseline(groups, cols, first_config, label)
     out["baseline"] = base

@@ -495,26 +495,23 @@ def _summarize(args, study: Study, run_dir: Path, results: list, seconds: float,
 
 
 def _best_line(grid, metric: str, study: Study, search: bool) -> str:
-    """The best epoch of the (search's) trials on `metric` (val_acc ties to the lower val_loss, then the first, as
-    the report chooses: analysis.tables.validation_order), the test accuracy there, and the config keys
-    that varied between those trials, floats to 4 significant digits: what a reader compares (sweep.json and the
-    report hold every key in full)."""
-    import math
+    """The best epoch of the (search's) trials on `metric`, chosen as the report chooses it (val_acc:
+    analysis.tables.validation_order; otherwise the first best), the test accuracy there, and the config keys that
+    varied between those trials, floats to 4 significant digits: what a reader compares (sweep.json and the report
+    hold every key in full)."""
+    import pandas as pd
 
+    from analysis.tables import validation_order
     from sweeps.console import fmt_metric
 
-    loss = "val_loss" if metric == "val_acc" else None  # as the report: test-set choices keep the first epoch
-    sign = -1 if study.mode == "max" else 1
-
-    def key(row) -> tuple:
-        tie = row.get(loss) if loss else None
-        return (sign * row[metric], tie if tie is not None and math.isfinite(tie) else math.inf)
-
-    candidates = [(key(row), i, result, row) for i, result in enumerate(grid)
-                  if result.metrics_dataframe is not None and metric in result.metrics_dataframe
-                  for row in result.metrics_dataframe.to_dict("records")
-                  if row.get(metric) is not None and math.isfinite(row[metric])]
-    _, _, best, row = min(candidates, key=lambda c: c[:2])  # min keeps the first of equal keys
+    rows = pd.concat([r.metrics_dataframe.assign(_result=i) for i, r in enumerate(grid)
+                      if r.metrics_dataframe is not None and metric in r.metrics_dataframe], ignore_index=True)
+    rows = rows[rows[metric].notna()].reset_index(drop=True)
+    if metric == "val_acc":
+        row = rows.iloc[validation_order(rows)[1][0]]
+    else:
+        row = rows.loc[rows[metric].idxmax() if study.mode == "max" else rows[metric].idxmin()]
+    best = grid[int(row["_result"])]
     configs = [r.config for r in grid]
     varied = [k for k in best.config
               if len({json.dumps(c.get(k), sort_keys=True, default=str) for c in configs}) > 1]
