@@ -141,11 +141,15 @@ class FeatureProgress:
     """One bar per feature task (images done of all, images/s, ETA) on a terminal; otherwise a line per task at
     most every 30 s and when it is done."""
 
-    def __init__(self, totals: dict[str, int], stream: TextIO | None = None, every_s: float = STATUS_EVERY_S):
+    def __init__(self, totals: dict[str, int], stream: TextIO | None = None, every_s: float = STATUS_EVERY_S,
+                 initial: dict[str, int] | None = None):
+        """`initial`: images of a task's pass done before it started (read back from disk); its speed and ETA
+        count only its own."""
         self.totals, self.stream, self.every_s = totals, stream or sys.stdout, every_s
         self.tty = is_terminal(self.stream)
         self.bars: dict[str, tqdm] = {}
-        self.done = {k: 0 for k in totals}
+        self.initial = {k: (initial or {}).get(k, 0) for k in totals}
+        self.done = dict(self.initial)
         self.seconds: dict[str, float] = {}
         self.t0 = time.perf_counter()
         self.last_line = self.t0
@@ -153,8 +157,8 @@ class FeatureProgress:
     def __enter__(self) -> "FeatureProgress":
         if self.tty:
             for pos, (key, total) in enumerate(self.totals.items()):
-                self.bars[key] = tqdm(total=total, desc=f"features {label(key)}", unit="img", position=pos,
-                                      file=self.stream, dynamic_ncols=True, leave=True)
+                self.bars[key] = tqdm(total=total, initial=self.initial[key], desc=f"features {label(key)}",
+                                      unit="img", position=pos, file=self.stream, dynamic_ncols=True, leave=True)
         return self
 
     def update(self, key: str, done: int, seconds: float) -> None:
@@ -175,7 +179,8 @@ class FeatureProgress:
             done, seconds = self.done[k], self.seconds.get(k, 0.0)
             if done >= total:
                 continue
-            rate = done / seconds if done and seconds > 0 else None
+            own = done - self.initial[k]
+            rate = own / seconds if own > 0 and seconds > 0 else None
             speed = f"{rate:.0f} images/s, ETA {fmt_duration((total - done) / rate)}" if rate else "starting"
             self.line(f"features: {label(k)}: {done:,} of {total:,} images ({speed})")
 

@@ -17,25 +17,33 @@ shared filesystem, no lock and no cleanup, and the features are small (2,048 flo
     extra = cached_features(data, configs, {"cpu": 1, "gpu": 0}, args)   # {"features": {feature_key: ObjectRef}}
 
 While the tasks run, the driver shows a progress bar per backbone (sweeps/console.py): each task is a Ray
-generator that yields how far it is every second before it yields its features. Every finished pass is appended
-to RUN_DIR/features.json (images, seconds, GPU share), which the report counts as compute.
+generator that yields how far it is every second, and the features computed so far every 30 s, before it yields
+all its features. The driver keeps those chunks in RUN_DIR/features/ (`FeatureStore`), so an interrupted pass
+resumes where it stopped and a resumed sweep whose passes had finished does not run them again; the folder is
+removed once the sweep has finished. Every task's work, finished or not, is appended to RUN_DIR/features.json
+(images, seconds, GPU share), which the report counts as compute.
 """
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
+import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
 import ray
+import torch
 
 from analysis.compute import FEATURES_FILE
-from analysis.files import atomic_write
+from analysis.files import atomic_path, atomic_write
 from sweeps.console import STATUS_EVERY_S, FeatureProgress, label
 from trainables.loop import pick_device, pin_threads
-from trainables.transfer import (FeatureSet, TransferConfig, feature_jobs, feature_requests, iter_features,
-                                 split_feature_key)
+from trainables.transfer import (TransferConfig, feature_images, feature_jobs, feature_requests, feature_set,
+                                 iter_features, split_feature_key)
 
 
 def trial_gpu_share(configs: Iterable[TransferConfig]) -> float:
@@ -53,30 +61,110 @@ def feature_gpus(trial_gpus: float) -> float:
 
 
 PROGRESS_EVERY_S = 1.0  # how often a feature task tells the driver how far it is
+# How often a task hands the driver the features computed since the last time, which the driver keeps in
+# RUN_DIR/features/: what an interrupt (or a lost node) can cost of a pass. SWEEPS_FEATURE_CHUNK_S overrides it.
+CHUNK_EVERY_S = 30.0
+CACHE_DIR = "features"  # RUN_DIR/features/<pass>/: the passes' features until the sweep has finished
 
 
-def _task(key: str, data, train_index, n_test: int, cpus: float, gpus: float):
-    """A Ray generator task: yields (images done, images in all, seconds so far) at most every second, then once
-    (all, all, seconds, features per image), then the FeatureSet, which stays in the object store for the trials
-    (the driver never fetches it: it knows the item after the last count is the features)."""
-    t0 = time.perf_counter()
+@dataclass(frozen=True)
+class Progress:
+    done: int  # images of the pass done, those read back from RUN_DIR/features included
+    total: int
+    seconds: float  # this task's time so far
+
+
+@dataclass(frozen=True)
+class Chunk:
+    start: int  # the pass's images [start, start + len(features)) in `feature_images` order
+    features: np.ndarray  # float32, one row per image
+    seconds: float  # this task's time so far
+
+
+@dataclass(frozen=True)
+class Finished:
+    total: int
+    seconds: float
+    dim: int  # features per image
+
+
+def chunk_every_s() -> float:
+    return float(os.environ.get("SWEEPS_FEATURE_CHUNK_S", CHUNK_EVERY_S))
+
+
+def _task(key: str, data, train_index, n_test: int, cpus: float, gpus: float, start: int = 0, before=None,
+          chunk_s: float = CHUNK_EVERY_S):
+    """A Ray generator task over the pass's images from `start` on (`before`: the features of those before it,
+    read back from RUN_DIR/features): yields a Progress at most every second, a Chunk of new features at most
+    every `chunk_s` and at the end, then Finished, then the whole FeatureSet, which stays in the object store for
+    the trials (the driver never fetches it: it knows the item after Finished is the features)."""
+    t0 = last = last_chunk = time.perf_counter()
     pin_threads(cpus)
-    last = t0
-    for item in iter_features(key, data, train_index, n_test, device=pick_device(gpus)):
-        if isinstance(item, FeatureSet):
-            total = len(train_index) + n_test
-            yield (total, total, time.perf_counter() - t0, item.train.shape[1])
-            yield item
-            return
-        done, total = item
-        if done < total and time.perf_counter() - last >= PROGRESS_EVERY_S:
-            last = time.perf_counter()
-            yield (done, total, last - t0)
+    total = len(train_index) + n_test
+    parts = [before] if before is not None and len(before) else []
+    pending: list[torch.Tensor] = []
+    done = chunk_start = start
+    for batch in iter_features(key, data, train_index, n_test, device=pick_device(gpus), start=start):
+        pending.append(batch)
+        done += len(batch)
+        now = time.perf_counter()
+        if done == total or now - last_chunk >= chunk_s:
+            new = torch.cat(pending)
+            parts.append(new)
+            yield Chunk(chunk_start, new.numpy(), now - t0)
+            pending, chunk_start, last_chunk = [], done, now
+        if done < total and now - last >= PROGRESS_EVERY_S:
+            last = now
+            yield Progress(done, total, now - t0)
+    features = torch.cat(parts) if parts else torch.empty(0)
+    yield Finished(total, time.perf_counter() - t0, features.shape[1] if features.ndim == 2 else 0)
+    yield feature_set(key, train_index, features)
+
+
+class FeatureStore:
+    """One pass's features on the driver's disk, RUN_DIR/features/<digest>/, as .npy chunks named by their first
+    image: a pass interrupted (Ctrl-C, a lost node, the driver killed) resumes after its last whole chunk, and a
+    resumed sweep whose passes had finished reads them instead of running the backbone again. The digest covers
+    the cache key, the weights file (a PATH: its size and time), and the pass's images themselves, so features of
+    other images, other weights or another dtype are never read. Chunks are written atomically; one that does not
+    read back ends what is used (the pass recomputes from there)."""
+
+    def __init__(self, run_dir: Path, key: str, data, train_index, n_test: int):
+        digest = hashlib.sha256(key.encode())
+        weights = split_feature_key(key)[1]
+        if weights not in ("none", "imagenet") and Path(weights).is_file():
+            stat = Path(weights).stat()
+            digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
+        digest.update(np.ascontiguousarray(feature_images(data, train_index, n_test).numpy()).tobytes())
+        self.key, self.total = key, len(train_index) + n_test
+        self.dir = Path(run_dir) / CACHE_DIR / digest.hexdigest()[:16]
+
+    def load(self) -> np.ndarray | None:
+        """The features of the pass's first images, as far as whole chunks reach from image 0 (None: none)."""
+        parts, done = [], 0
+        while done < self.total:
+            try:
+                part = np.load(self.dir / f"{done:08d}.npy", allow_pickle=False)
+            except (OSError, ValueError, EOFError):
+                break
+            if part.ndim != 2 or part.dtype != np.float32 or not 0 < len(part) <= self.total - done \
+                    or (parts and part.shape[1] != parts[0].shape[1]):
+                break
+            parts.append(part)
+            done += len(part)
+        return np.concatenate(parts) if parts else None
+
+    def save(self, chunk: Chunk) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.dir / f"{chunk.start:08d}.npy") as tmp:
+            np.save(tmp, chunk.features, allow_pickle=False)
 
 
 def cached_features(data, configs, resources: dict[str, float], args=None) -> dict[str, Any]:
-    """Run the feature tasks (a progress bar per backbone while they run), record each pass's seconds in
-    RUN_DIR/features.json (the report's compute counts them), and return the trials' extra arguments."""
+    """Run the feature tasks (a progress bar per backbone while they run) and return the trials' extra arguments.
+    With a RUN_DIR (`args.out`), each pass's features are kept in RUN_DIR/features/ as they come (`FeatureStore`):
+    a pass starts where an earlier run of the sweep left it, or is read back whole, and each task's seconds are
+    recorded in RUN_DIR/features.json (the report's compute counts them), an interrupted task's too."""
     configs = list(configs)
     gpus = feature_gpus(resources["gpu"])
     # The cache key holds the dtype resolved for the device the task will run on (bf16 on CUDA under auto), so
@@ -85,46 +173,79 @@ def cached_features(data, configs, resources: dict[str, float], args=None) -> di
     jobs = feature_jobs(data, configs, device)
     if not jobs:  # tutorial mode only: nothing to cache
         return {}
-    task = ray.remote(_task).options(num_cpus=resources["cpu"], num_gpus=gpus)
-    data_ref = ray.put(data)
-    gens = {key: task.remote(key, data_ref, idx, n, resources["cpu"], gpus) for key, (idx, n) in jobs.items()}
+    run_dir = Path(args.out).expanduser().resolve() if getattr(args, "out", None) else None
+    stores = {key: FeatureStore(run_dir, key, data, idx, n) for key, (idx, n) in jobs.items()} if run_dir else {}
+    kept = {key: store.load() for key, store in stores.items()}
+    starts = {key: len(kept[key]) if kept.get(key) is not None else 0 for key in jobs}
     print(f"features: {len(jobs)} backbone pass(es), each {resources['cpu']:g} CPU + {gpus:g} GPU; "
           + "; ".join(f"{label(key)}: {len(idx):,} training + {n:,} test images" for key, (idx, n) in jobs.items()),
           flush=True)
+    refs: dict[str, Any] = {}
+    for key, (idx, n) in jobs.items():
+        if starts[key] == len(idx) + n:  # finished by an earlier run of this sweep
+            refs[key] = ray.put(feature_set(key, idx, torch.from_numpy(kept[key])))
+            print(f"features: {label(key)}: all {starts[key]:,} images read back from {stores[key].dir}")
+        elif starts[key]:
+            print(f"features: {label(key)}: resuming at image {starts[key]:,} of {len(idx) + n:,} (the ones "
+                  f"before are in {stores[key].dir})")
+    task = ray.remote(_task).options(num_cpus=resources["cpu"], num_gpus=gpus)
+    data_ref = ray.put(data)
+    chunk_s = chunk_every_s()
+    gens = {key: task.remote(key, data_ref, idx, n, resources["cpu"], gpus, starts[key],
+                             torch.from_numpy(kept[key]) if starts[key] else None, chunk_s)
+            for key, (idx, n) in jobs.items() if key not in refs}
     # Wait for every task before any trial starts (trials would hold the CPUs the tasks need) and surface a
     # failed one here, once; the trials get the object refs and each fetches only its own backbone's features.
-    run_dir = Path(args.out).expanduser().resolve() if getattr(args, "out", None) else None
-    refs: dict[str, Any] = {}
-    last: dict[str, tuple] = {}  # each task's latest count
-    with FeatureProgress({key: len(idx) + n for key, (idx, n) in jobs.items()}) as bars:
-        pending = dict(gens)
-        while pending:
-            ready, _ = ray.wait(list(pending.values()), num_returns=1, timeout=STATUS_EVERY_S)
-            for gen in ready:
-                key = next(k for k, g in pending.items() if g is gen)
-                try:
-                    ref = next(gen)
-                except StopIteration:
-                    del pending[key]
-                    continue
-                if len(last.get(key, ())) == 4:  # after the final count: the features, left in the object store
-                    refs[key] = ref
-                    continue
-                last[key] = item = ray.get(ref)
-                bars.update(key, item[0], item[2])
-                if len(item) == 4:
-                    _, total, seconds, dim = item
-                    bars.line(f"features: {label(key)} ready: {total:,} images in {seconds:.1f} s "
-                              f"({total / max(seconds, 1e-9):.0f} images/s, {dim} per image)")
-                    if run_dir is not None:
-                        record_pass(run_dir, key, total, seconds, gpus)
-            bars.tick()
+    last: dict[str, Progress] = {}  # each unfinished task's latest count
+    finished: set[str] = set()
+    try:
+        with FeatureProgress({key: len(idx) + n for key, (idx, n) in jobs.items() if key in gens},
+                             initial={key: starts[key] for key in gens}) as bars:
+            pending = dict(gens)
+            while pending:
+                ready, _ = ray.wait(list(pending.values()), num_returns=1, timeout=STATUS_EVERY_S)
+                for gen in ready:
+                    key = next(k for k, g in pending.items() if g is gen)
+                    try:
+                        ref = next(gen)
+                    except StopIteration:
+                        del pending[key]
+                        continue
+                    if key in finished:  # after Finished: the features, left in the object store
+                        refs[key] = ref
+                        continue
+                    item = ray.get(ref)
+                    if isinstance(item, Chunk):
+                        if key in stores:
+                            stores[key].save(item)
+                        done = item.start + len(item.features)
+                        item = Progress(done, len(jobs[key][0]) + jobs[key][1], item.seconds)
+                    if isinstance(item, Progress):
+                        last[key] = item
+                        bars.update(key, item.done, item.seconds)
+                    elif isinstance(item, Finished):
+                        finished.add(key)
+                        new = item.total - starts[key]
+                        bars.update(key, item.total, item.seconds)
+                        bars.line(f"features: {label(key)} ready: {new:,} images in {item.seconds:.1f} s "
+                                  f"({new / max(item.seconds, 1e-9):.0f} images/s, {item.dim} per image)"
+                                  + (f", after {starts[key]:,} read back" if starts[key] else ""))
+                        if run_dir is not None:
+                            record_pass(run_dir, key, new, item.seconds, gpus, resumed_at=starts[key])
+                bars.tick()
+    finally:  # interrupted or failed: the compute spent so far was spent all the same
+        for key, progress in last.items():
+            if key not in finished and run_dir is not None and progress.seconds > 0:
+                record_pass(run_dir, key, progress.done - starts[key], progress.seconds, gpus,
+                            resumed_at=starts[key], finished=False)
     return {"features": {request: refs[key] for request, key in feature_requests(configs, device).items()}}
 
 
-def record_pass(run_dir: Path, key: str, images: int, seconds: float, gpus: float) -> None:
-    """Append one finished feature pass to RUN_DIR/features.json (a resumed run that computes the features again
-    appends again: that compute was spent too)."""
+def record_pass(run_dir: Path, key: str, images: int, seconds: float, gpus: float, resumed_at: int = 0,
+                finished: bool = True) -> None:
+    """Append one feature task's work to RUN_DIR/features.json: `images` computed in `seconds` (a pass resumed at
+    image `resumed_at` computes only the rest; an interrupted one, `finished` False, counts what it did: that
+    compute was spent too)."""
     path = Path(run_dir) / FEATURES_FILE
     try:
         passes = json.loads(path.read_text())["passes"]
@@ -133,6 +254,6 @@ def record_pass(run_dir: Path, key: str, images: int, seconds: float, gpus: floa
     model, weights, size, dtype = split_feature_key(key)
     passes.append({"key": key, "model": model, "weights": weights, "image_size": size, "feature_dtype": dtype,
                    "images": int(images), "seconds": round(seconds, 3), "gpus": gpus,
-                   "gpu_seconds": round(seconds * gpus, 3),
+                   "gpu_seconds": round(seconds * gpus, 3), "resumed_at": int(resumed_at), "complete": finished,
                    "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
     atomic_write(path, json.dumps({"passes": passes}, indent=1) + "\n")

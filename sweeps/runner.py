@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -291,7 +292,7 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
         raise UserError(f"{run_dir} already holds a sweep: pass --resume to continue it, or --out NEW_DIR to "
                         f"start another")
     if args.resume and not restoring:
-        print(f"note: nothing to resume in {run_dir}; starting a new sweep")
+        print(f"note: no trial had started in {run_dir}; starting the trials from the beginning")
     total = plan.num_samples if plan.search else len(plan.configs)
     confirm = plan.search.confirm if plan.search is not None else None
     seeds = confirm_seeds(plan.configs[0].seed, confirm[1]) if confirm else []
@@ -312,6 +313,7 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
             n = len(statuses) + len(confirmed)
             print(f"{study.name}: the sweep in {run_dir} already finished ({n} trials); nothing to resume")
             write_status(run_dir, "finished", trials=n, finished=n)
+            drop_scratch(study, run_dir)
             _write_report(args, run_dir)
             return 0
         for moved in set_aside_orphan_logs(run_dir, set(statuses) | set(confirmed)):
@@ -357,7 +359,14 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
         # a trial no node can ever hold would wait forever
         if note := check_fits(resources, local=not args.address):
             print(note)
-        shared = study.prepare(data, prep_configs, resources, args) if study.prepare is not None else {}
+        shared = {}
+        if study.prepare is not None:  # the transfer studies' feature pass: as long as a sweep, on a CPU
+            write_status(run_dir, "running", trials=total, finished=0)
+            try:
+                shared = study.prepare(data, prep_configs, resources, args)
+            except KeyboardInterrupt:
+                write_status(run_dir, "interrupted", trials=total, finished=0)
+                raise
         trainable = tune.with_resources(tune.with_parameters(study.trainable, data=data, **shared), resources)
         print(f"{study.name}: {total} trial(s), {cpus:g} CPU + {gpus:g} GPU each; "
               f"cluster: {ray.cluster_resources().get('CPU', 0):g} CPU, {ray.cluster_resources().get('GPU', 0):g} GPU"
@@ -451,6 +460,12 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
     return _summarize(args, study, run_dir, results, time.perf_counter() - t0, total, metric)
 
 
+def drop_scratch(study: Study, run_dir: Path) -> None:
+    """Remove the study's scratch folders from a finished sweep: nothing will resume from them."""
+    for name in study.scratch:
+        shutil.rmtree(run_dir / name, ignore_errors=True)
+
+
 def _all_finished(statuses: dict[str, str], total: int, errors_ok: bool = False) -> bool:
     """Every one of `total` trials ended (TERMINATED; also ERROR when `errors_ok`)."""
     ended = ("TERMINATED", "ERROR") if errors_ok else ("TERMINATED",)
@@ -476,6 +491,8 @@ def _summarize(args, study: Study, run_dir: Path, results: list, seconds: float,
     interrupted = unfinished > 0
     write_status(run_dir, "interrupted" if interrupted else "failed" if n_err else "finished", trials=total,
                  finished=finished, failed=n_err)
+    if not interrupted and not n_err:
+        drop_scratch(study, run_dir)
     print(f"\n{study.name}: {finished} of {total} trial(s) finished in {seconds:.0f} s, {n_err} failed"
           + (f", {unfinished} did not finish (interrupted)" if interrupted else ""))
     try:

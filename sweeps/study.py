@@ -54,3 +54,6 @@ class Study:
     # snapshot: a driver killed in between makes --resume log errors for checkpoints already deleted. Trial
     # checkpoints hold only trainable state (the STN: 124 KB), so keeping all is cheap.
     keep_checkpoints: int | None = None
+    # RUN_DIR subfolders kept only until the sweep has finished: what a resumed sweep reuses (the transfer studies'
+    # feature chunks, sweeps/features.py), removed once nothing is left to resume.
+    scratch: tuple[str, ...] = ()

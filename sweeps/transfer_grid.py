@@ -14,7 +14,7 @@ a full forward pass for every batch of every epoch). On CPU, use --image-size 64
 """
 from __future__ import annotations
 
-from sweeps.features import cached_features, trial_gpu_share
+from sweeps.features import CACHE_DIR, cached_features, trial_gpu_share
 from sweeps.runner import Study, run_study
 from trainables.transfer import TransferConfig, train_transfer
 
@@ -27,6 +27,7 @@ STUDY = Study(
            "val_per_class": 5, "test_limit": 100},
     notes={"epochs": "the original study's short variant: 15"},
     prepare=cached_features, gpu_share=trial_gpu_share,  # cached heads train on CPU
+    scratch=(CACHE_DIR,),  # the feature pass's chunks, for --resume
 )
 
 

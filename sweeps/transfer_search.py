@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ray import tune
 
-from sweeps.features import cached_features, trial_gpu_share
+from sweeps.features import CACHE_DIR, cached_features, trial_gpu_share
 from sweeps.runner import Study, run_study
 from sweeps.search import SearchSpace
 from trainables.transfer import TransferConfig, train_transfer
@@ -32,6 +32,7 @@ STUDY = Study(
     smoke={"epochs": 4, "weights": "none", "image_size": 32, "train_per_class": 10, "val_per_class": 5,
            "test_limit": 100},
     prepare=cached_features, gpu_share=trial_gpu_share,  # cached heads train on CPU
+    scratch=(CACHE_DIR,),  # the feature pass's chunks, for --resume
 )
 
 

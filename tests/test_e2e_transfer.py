@@ -1,14 +1,20 @@
 """End to end: the transfer grid's dry run (30 configurations), its smoke sweep through real Ray with the
-feature cache, --resume of that finished sweep (no feature pass again), and the offline ImageNet-weights error
-before anything starts."""
+feature cache, --resume of that finished sweep (no feature pass again), a feature pass interrupted by Ctrl-C and
+resumed where it stopped, and the offline ImageNet-weights error before anything starts."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import ONE_SLOT, run_cli, run_main, SWEEP_TIMEOUT
+from helpers import ONE_SLOT, ROOT, run_cli, run_main, SWEEP_TIMEOUT
 from test_transfer import OFFLINE
 
 
@@ -81,3 +87,47 @@ def test_a_finished_transfer_run_is_not_recomputed(smoke_grid):
     assert again.returncode == 0 and "already finished" in again.stdout, again.stdout[-2000:] + again.stderr[-2000:]
     assert "features:" not in again.stdout  # no backbone pass for a run with nothing left to do
     assert {p.name: p.read_bytes() for p in sorted((run / "logs").iterdir())} == before
+
+
+@pytest.mark.slow
+def test_a_feature_pass_interrupted_by_ctrl_c_resumes_where_it_stopped(mnist_dir, tmp_path):
+    """Ctrl-C in the feature pass keeps the chunks already computed, says how to continue and records the
+    seconds spent; --resume computes only the rest, trains every trial, and removes the chunks once finished."""
+    run = tmp_path / "RUN"
+    # one backbone at 96 px: a pass of several seconds on a CPU, a chunk on disk after every batch
+    argv = ["sweeps/transfer_grid.py", "--smoke-test", "--models", "resnet50", "--image-size", "96",
+            "--data-dir", str(mnist_dir), "--out", str(run)]
+    env = {**os.environ, **ONE_SLOT, "SWEEPS_FEATURE_CHUNK_S": "0"}
+    out_file, err_file = tmp_path / "out", tmp_path / "err"
+    with open(out_file, "w") as out, open(err_file, "w") as err:
+        proc = subprocess.Popen([sys.executable, *argv], cwd=ROOT, stdout=out, stderr=err, text=True, env=env)
+        deadline = time.time() + SWEEP_TIMEOUT
+        while time.time() < deadline and proc.poll() is None and not list(run.glob("features/*/*.npy")):
+            time.sleep(0.05)
+        alive = proc.poll() is None
+        if alive:
+            proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=SWEEP_TIMEOUT)
+    stdout, stderr = out_file.read_text(), err_file.read_text()
+    assert alive, stdout[-2000:] + stderr[-2000:]
+    assert proc.returncode == 130 and "continue with:" in stderr and "--resume" in stderr, stdout + stderr
+    assert json.loads((run / "status.json").read_text())["state"] == "interrupted"
+    chunks = sorted(run.glob("features/*/*.npy"))
+    kept = sum(len(np.load(p)) for p in chunks)
+    assert chunks and 0 < kept < 350
+    first, = json.loads((run / "features.json").read_text())["passes"]
+    assert first["complete"] is False and first["resumed_at"] == 0 and first["seconds"] > 0
+    assert not (run / "logs").exists() or not list((run / "logs").glob("*.parquet"))
+
+    again = run_cli(*argv, "--resume", "--no-report", env={**ONE_SLOT, "SWEEPS_FEATURE_CHUNK_S": "0"})
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "resuming at image" in again.stdout and "no trial had started" in again.stdout
+    passes = json.loads((run / "features.json").read_text())["passes"]
+    assert len(passes) == 2 and passes[1]["complete"] is True
+    # the resumed task started after the last chunk kept, and computed only the rest
+    assert passes[1]["resumed_at"] == kept and passes[1]["images"] == 350 - kept
+    assert 0 < first["images"] <= kept  # the interrupt may fall between a chunk's write and its count
+    df = pd.read_parquet(run / "logs")
+    assert len(df) == 2 * 2 and not df.duplicated(["trial_id", "epoch"]).any()
+    assert json.loads((run / "status.json").read_text())["state"] == "finished"
+    assert not (run / "features").exists()  # finished: nothing left to resume from

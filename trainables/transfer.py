@@ -125,30 +125,35 @@ def split_feature_key(key: str) -> tuple[str, str, int, str]:
     return model, weights, int(size), dtype
 
 
+def feature_images(data: MnistData, train_index: torch.Tensor, n_test: int) -> torch.Tensor:
+    """The images a feature pass runs, in the order its features are kept: the training images `train_index`,
+    then the first `n_test` test images."""
+    return torch.cat([data.train_images[train_index], data.test_images[:n_test]])
+
+
 def iter_features(key: str, data: MnistData, train_index: torch.Tensor, n_test: int,
-                  device: torch.device | None = None) -> Iterator[tuple[int, int] | FeatureSet]:
-    """Run the unique images through one backbone once (eval mode), in the dtype that the cache key names:
-    yields (images done, images in all) after every batch, then the FeatureSet."""
+                  device: torch.device | None = None, start: int = 0) -> Iterator[torch.Tensor]:
+    """Run the pass's images (`feature_images`) from `start` on through one backbone once (eval mode), in the
+    dtype that the cache key names: yields their features one batch at a time (float32, CPU), in order. A pass
+    resumed at a multiple of the batch size sees the same batches as an uninterrupted one."""
     model, weights, size, dtype = split_feature_key(key)
     device = device or pick_device(None)
     backbone, dim = load_backbone(model, weights)
     net = TransferNet(backbone, nn.Identity(), size, backbone_train=False)
-    images = torch.cat([data.train_images[train_index], data.test_images[:n_test]])
-    out: list[torch.Tensor] = []
-    done = 0
-    for batch in embed_batches(net, images, device=device, feature_dtype=dtype):
-        out.append(batch)
-        done += len(batch)
-        yield done, len(images)
-    feats = torch.cat(out) if out else torch.empty(0)
-    yield FeatureSet(train_index, feats[:len(train_index)], feats[len(train_index):], key)
+    yield from embed_batches(net, feature_images(data, train_index, n_test)[start:], device=device,
+                             feature_dtype=dtype)
+
+
+def feature_set(key: str, train_index: torch.Tensor, features: torch.Tensor) -> FeatureSet:
+    """The FeatureSet of a whole pass's features (`iter_features`' batches, concatenated)."""
+    return FeatureSet(train_index, features[:len(train_index)], features[len(train_index):], key)
 
 
 def features_for(key: str, data: MnistData, train_index: torch.Tensor, n_test: int,
                  device: torch.device | None = None) -> FeatureSet:
-    """`iter_features` without the progress."""
-    *_, features = iter_features(key, data, train_index, n_test, device)
-    return features
+    """One whole pass (`iter_features`) as a FeatureSet."""
+    batches = list(iter_features(key, data, train_index, n_test, device))
+    return feature_set(key, train_index, torch.cat(batches) if batches else torch.empty(0))
 
 
 def prepare_features(data: MnistData, configs: Iterable[TransferConfig],

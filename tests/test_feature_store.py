@@ -1,0 +1,95 @@
+"""The feature pass's chunks on disk (sweeps/features.py): a pass resumed from its saved chunks computes the same
+features as one that ran through, and RUN_DIR/features only ever hands back whole, matching chunks.
+
+    python -m pytest tests/test_feature_store.py -q
+
+The task function is called in this process (it is a plain generator; the sweep runs it as a Ray task);
+tests/test_e2e_transfer.py interrupts a real sweep in its feature pass and resumes it.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from sweeps.features import Chunk, FeatureStore, Finished, Progress, _task
+from trainables.transfer import FeatureSet, TransferConfig, feature_jobs
+
+KEY = "resnet18|none|32|fp32"
+
+
+@pytest.fixture(scope="module")
+def job(mnist):
+    """A pass of 150 images: two whole CPU batches of 64 and a partial one."""
+    cfg = TransferConfig(model="resnet18", weights="none", image_size=32, train_per_class=10, val_per_class=0,
+                         test_limit=50)
+    (idx, n_test), = feature_jobs(mnist, [cfg], "cpu").values()
+    assert len(idx) + n_test == 150
+    return idx, n_test
+
+
+def run_task(mnist, job, start=0, before=None):
+    """Every item the task yields, in order; chunk_s=0: a chunk after every batch."""
+    idx, n_test = job
+    torch.set_num_threads(1)  # what pin_threads gives a 1-CPU task; both runs alike
+    return list(_task(KEY, mnist, idx, n_test, cpus=None, gpus=0, start=start, before=before, chunk_s=0.0))
+
+
+def test_a_resumed_pass_computes_the_same_features_as_an_uninterrupted_one(mnist, job):
+    whole = run_task(mnist, job)
+    chunks = [c for c in whole if isinstance(c, Chunk)]
+    assert [(c.start, len(c.features)) for c in chunks] == [(0, 64), (64, 64), (128, 22)]
+    assert isinstance(whole[-2], Finished) and whole[-2].total == 150 and whole[-2].dim == 512
+    full = whole[-1]
+    assert isinstance(full, FeatureSet) and full.key == KEY
+    assert torch.equal(torch.cat([full.train, full.test]), torch.from_numpy(np.concatenate([c.features for c in chunks])))
+
+    resumed = run_task(mnist, job, start=64, before=torch.from_numpy(chunks[0].features))
+    again = [c for c in resumed if isinstance(c, Chunk)]
+    assert [(c.start, len(c.features)) for c in again] == [(64, 64), (128, 22)]  # only the rest is computed
+    assert all(p.done > 64 for p in resumed if isinstance(p, Progress))
+    last = resumed[-1]
+    assert torch.equal(last.train, full.train) and torch.equal(last.test, full.test)
+    assert torch.equal(last.train_index, full.train_index)
+
+
+def test_the_store_hands_back_whole_chunks_from_the_first_image_on(mnist, job, tmp_path):
+    idx, n_test = job
+    store = FeatureStore(tmp_path, KEY, mnist, idx, n_test)
+    assert store.load() is None
+    rng = np.random.default_rng(0)
+    parts = [rng.standard_normal((n, 8)).astype(np.float32) for n in (64, 64, 22)]
+    store.save(Chunk(0, parts[0], 1.0))
+    store.save(Chunk(128, parts[2], 3.0))  # after a gap: not used until the gap is filled
+    np.testing.assert_array_equal(store.load(), parts[0])
+    store.save(Chunk(64, parts[1], 2.0))
+    np.testing.assert_array_equal(store.load(), np.concatenate(parts))
+    assert not list(store.dir.glob(".*"))  # atomic writes leave no temporary files
+
+    # a chunk cut short (a full disk, a killed writer) ends what is read: the pass recomputes from there
+    path = store.dir / f"{64:08d}.npy"
+    path.write_bytes(path.read_bytes()[:200])
+    np.testing.assert_array_equal(store.load(), parts[0])
+    path.write_bytes(b"not a numpy file")
+    np.testing.assert_array_equal(store.load(), parts[0])
+
+
+def test_other_images_weights_or_dtypes_never_share_a_pass(mnist, job, tmp_path):
+    idx, n_test = job
+    here = FeatureStore(tmp_path, KEY, mnist, idx, n_test).dir
+    assert FeatureStore(tmp_path, KEY, mnist, idx, n_test).dir == here  # the same pass, found again
+    assert FeatureStore(tmp_path, KEY, mnist, idx[:-1], n_test).dir != here
+    assert FeatureStore(tmp_path, KEY, mnist, idx, n_test - 1).dir != here
+    assert FeatureStore(tmp_path, "resnet18|none|32|bf16", mnist, idx, n_test).dir != here
+    assert FeatureStore(tmp_path, "resnet18|imagenet|32|fp32", mnist, idx, n_test).dir != here
+    # a weights file: its contents (size and time) are part of the pass
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"1")
+    first = FeatureStore(tmp_path, f"resnet18|{weights}|32|fp32", mnist, idx, n_test).dir
+    weights.write_bytes(b"22")
+    assert FeatureStore(tmp_path, f"resnet18|{weights}|32|fp32", mnist, idx, n_test).dir != first
+    # the same indices into other images (another data folder)
+    other = dataclasses.replace(mnist, train_images=mnist.train_images.flip(0))
+    assert FeatureStore(tmp_path, KEY, other, idx, n_test).dir != here
