@@ -25,7 +25,7 @@ from pathlib import Path
 
 from analysis.files import atomic_write
 from analysis.logs import format_value
-from analysis.runstate import RunLock, RunLocked, write_status
+from analysis.runstate import LOCK, RunLock, RunLocked, write_status
 from sweeps.confirm import CONFIRM_DIR, CONFIRM_FILE, best_configs, confirm_points, confirm_seeds, confirm_tags, \
     load_or_choose
 from sweeps.options import build_parser, describe, resolve, resolved_args
@@ -279,9 +279,25 @@ def _run(study: Study, args: argparse.Namespace) -> int:
         print("\n".join(describe(study, plan)))
         return 0
 
+    created = not run_dir.exists()
     check_writable(run_dir)
-    with RunLock(run_dir):
-        return _run_locked(study, args, plan, run_dir, cpus, gpus)
+    try:
+        with RunLock(run_dir):
+            return _run_locked(study, args, plan, run_dir, cpus, gpus)
+    finally:
+        if created:
+            _remove_if_unused(run_dir)
+
+
+def _remove_if_unused(run_dir: Path) -> None:
+    """Remove a RUN_DIR this sweep created when it ended before writing anything in it (missing data, a refused
+    configuration, Ctrl-C before Ray): only the lock file is there, and an empty run folder is litter."""
+    try:
+        if [p.name for p in run_dir.iterdir()] == [LOCK]:
+            (run_dir / LOCK).unlink()
+            run_dir.rmdir()
+    except OSError:  # another process wrote in it meanwhile: keep it
+        pass
 
 
 def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpus: float,

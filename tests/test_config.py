@@ -72,7 +72,12 @@ def test_cli_600_per_digit_on_mnist_5k(mnist_dir, mnist, tmp_path):
     proc = run_main("stn_mnist", "--data-dir", str(mnist_dir), "--out", str(tmp_path / "run"),
                     "--train-per-class", "600")
     _one_clear_line(proc, "'train_per_class' = 600", "at most 500 images per digit")
-    assert not (tmp_path / "run" / "tune").exists()  # nothing started
+    assert not (tmp_path / "run").exists()  # nothing started, and the folder it made is gone again
+    (tmp_path / "mine").mkdir()  # a folder the user made is left where it is
+    proc = run_main("stn_mnist", "--data-dir", str(mnist_dir), "--out", str(tmp_path / "mine"),
+                    "--train-per-class", "600")
+    _one_clear_line(proc, "'train_per_class' = 600")
+    assert (tmp_path / "mine").is_dir() and not (tmp_path / "mine" / "tune").exists()
 
 
 def test_cli_empty_data_dir_offline(tmp_path):
@@ -82,6 +87,7 @@ def test_cli_empty_data_dir_offline(tmp_path):
     proc = run_main("stn_mnist", "--data-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "run"),
                     env=offline)
     _one_clear_line(proc, "MNIST not found in", "download failed", "MNIST/raw/", "--data-dir")
+    assert not (tmp_path / "run").exists()  # no empty run folder left behind
 
 
 def test_cli_unwritable_run_dir(tmp_path, mnist_dir):
