@@ -41,7 +41,7 @@ and 2 processes, and compiles with dynamo's aot_eager backend (inductor's C++ co
 minute on a small CPU); its figures only show that the code runs, the targets apply to a GPU run.
 
 Backbone weights: `--weights auto` (default) uses the ImageNet weights when both are in the torch hub cache
-(`trainables.backbones.weights_file`) and random ones (`none`) otherwise, so the run never needs the network;
+(`trainables.weights.weights_file`) and random ones (`none`) otherwise, so the run never needs the network;
 throughput does not depend on the weights' values, and the JSON says which were used. The script imports
 neither Ray, Optuna nor elasticdeform (the GPU machine has none of them): it calls `trainables` in this process
 and in plain worker processes, as benchmarks/transfer_cache.py does, and never `sweeps/`. A section that raises is
@@ -72,10 +72,11 @@ import torchvision
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Subset
 
-from trainables.backbones import TransferNet, compute_features, ensure_weights, load_backbone, weights_file
+from trainables.backbones import TransferNet, compute_features, load_backbone
 from trainables.config import SGDConfig
 from trainables.data import MNIST_MEAN, MNIST_STD, MnistData, load_mnist
 from trainables.errors import UserError
+from trainables.weights import ensure_weights, weights_file
 from trainables import loop
 from trainables.loop import MemoryReporter, fit, make_sgd, pick_device
 from trainables.models import build_stn

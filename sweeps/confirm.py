@@ -17,8 +17,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from analysis.files import atomic_write
 
 CONFIRM_DIR = "tune-confirm"  # Tune's experiment of the confirm phase, beside RUN_DIR/tune
@@ -36,6 +34,8 @@ def best_configs(logs_dir: Path, trial_ids: set[str], searched: list[str], metri
     configuration left out; fewer when the search has fewer distinct ones. An accuracy on a few hundred images
     moves in steps, so trials tie: the lower best loss on the same split (val_loss for val_acc) breaks the tie,
     then the trial id. (Trial ids are random, so a tie left to them picked either configuration from run to run.)"""
+    import pyarrow.parquet as pq  # when a confirm phase starts: --help answers without it
+
     loss = metric.replace("_acc", "_loss") if metric.endswith("_acc") else None
     scored = []
     for path in sorted(logs_dir.glob("*.parquet")):

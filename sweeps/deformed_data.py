@@ -2,7 +2,7 @@
 (sigma, points, zoom, deform_seed) in the sweep, put each in Ray's object store once, and record what each
 deformation does in `RUN_DIR/deformations.csv` (ink left in frame, compute time, cache file) for the report.
 
-    Study(prepare=deformed_sets, ...)                  # the runner calls it once, after Ray starts:
+    parts() -> {"prepare": deformed_sets, ...}          # sweeps/stn_deformed.py; the runner calls it once, after Ray starts:
     extra = deformed_sets(data, configs, resources, args)   # {"deformed": {spec.key: ObjectRef[DeformedMnist]}}
 """
 from __future__ import annotations

@@ -13,7 +13,8 @@ the number of trials and epochs. We chose the object store over a node-local dis
 shared filesystem, no lock and no cleanup, and the features are small (2,048 floats per image for ResNet50,
 4,096 for VGG19: ~0.2 GB for 12,700 images).
 
-    Study(prepare=cached_features, gpu_share=trial_gpu_share, ...)   # the runner calls it once, after Ray starts:
+    parts() -> {"prepare": cached_features, "gpu_share": trial_gpu_share, ...}   # sweeps/transfer_grid.py
+    # the runner calls it once, after Ray starts:
     extra = cached_features(data, configs, {"cpu": 1, "gpu": 0}, args)   # {"features": {feature_key: ObjectRef}}
 
 While the tasks run, the driver shows a progress bar per backbone (sweeps/console.py): each task is a Ray
@@ -41,6 +42,7 @@ import torch
 from analysis.compute import FEATURES_FILE
 from analysis.files import atomic_path, atomic_write
 from sweeps.console import STATUS_EVERY_S, FeatureProgress, label
+from trainables.configs import FEATURE_CACHE_DIR
 from trainables.loop import pick_device, pin_threads
 from trainables.transfer import (TransferConfig, feature_images, feature_jobs, feature_requests, feature_set,
                                  iter_features, split_feature_key)
@@ -64,7 +66,6 @@ PROGRESS_EVERY_S = 1.0  # how often a feature task tells the driver how far it i
 # How often a task hands the driver the features computed since the last time, which the driver keeps in
 # RUN_DIR/features/: what an interrupt (or a lost node) can cost of a pass. SWEEPS_FEATURE_CHUNK_S overrides it.
 CHUNK_EVERY_S = 30.0
-CACHE_DIR = "features"  # RUN_DIR/features/<pass>/: the passes' features until the sweep has finished
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ class FeatureStore:
             digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
         digest.update(np.ascontiguousarray(feature_images(data, train_index, n_test).numpy()).tobytes())
         self.key, self.total = key, len(train_index) + n_test
-        self.dir = Path(run_dir) / CACHE_DIR / digest.hexdigest()[:16]
+        self.dir = Path(run_dir) / FEATURE_CACHE_DIR / digest.hexdigest()[:16]
 
     def load(self) -> np.ndarray | None:
         """The features of the pass's first images, as far as whole chunks reach from image 0 (None: none)."""

@@ -4,7 +4,7 @@ A study (sweeps/study.py: `Study`) names its config class; every field of that c
 (`batch_size` → `--batch-size`, plus the field's `aliases` such as `--seeds`), with its type, help, range and
 choices from the field's metadata and, in `--help`, the study's own default. A flag given several values is a grid
 axis (`--lr 0.01 0.05` is `--set lr=[0.01,0.05]`); `--set KEY=VALUE` still sets any key. A search's settings
-(`--num-samples`, `--asha`, ...) are generated the same way from `sweeps.search.SearchOptions`.
+(`--num-samples`, `--asha`, ...) are generated the same way from `sweeps.search_space.SearchOptions`.
 
 Precedence, for every key: an explicit option > `--smoke-test`'s value > the study's constant > the config's
 default. Options are told apart from defaults by their absence (argparse.SUPPRESS), so an explicit `--asha 2,3`
@@ -25,10 +25,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from ray.tune import grid_search
-from ray.tune.search.variant_generator import generate_variants
-
-from sweeps.search import Search, SearchOptions, SearchSpace
+from sweeps.search_space import Search, SearchOptions, SearchSpace
 from sweeps.study import Study
 from trainables.config import TrialConfig, UserError
 
@@ -213,12 +210,18 @@ def _axis(value: Any) -> Any:
     """A list is a grid axis; a list of one is that value."""
     if isinstance(value, (list, tuple)):
         values = list(value)
-        return values[0] if len(values) == 1 else grid_search(values)
+        if len(values) == 1:
+            return values[0]
+        from ray.tune import grid_search  # Ray only once a grid is resolved: --help answers without it
+
+        return grid_search(values)
     return value
 
 
 def expand(param_space: dict[str, Any], num_samples: int = 1) -> list[dict[str, Any]]:
     """Every trial configuration of a grid (Tune's own variant generator), `num_samples` times."""
+    from ray.tune.search.variant_generator import generate_variants
+
     return [spec for _ in range(num_samples) for _, spec in generate_variants(param_space)]
 
 
@@ -270,6 +273,11 @@ def resolve(study: Study, args: argparse.Namespace, stored: dict[str, Any] | Non
 
     search = None
     if study.search is None:
+        # each value of each axis on its own first: a refused value answers before the grid's expansion loads Ray
+        first = {k: v[0] if isinstance(v, list) else v for k, v in values.items()}
+        for key, value in values.items():
+            for item in value if isinstance(value, list) else [value]:
+                cls.from_dict({**first, key: item})
         space = {k: _axis(v) for k, v in values.items()}
         configs = [cls.from_dict(v) for v in expand(space)]
         num_samples = 1

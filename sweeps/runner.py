@@ -6,8 +6,11 @@ writable, load the data once and check every configuration against it (`cfg.chec
 join `--address`), run or resume the Tuner with storage in `RUN_DIR/tune` and the Parquet callback writing
 `RUN_DIR/logs/`, then print the best trial and write the report to `RUN_DIR/report/`.
 
-    STUDY = Study(name="stn_mnist", doc=__doc__, trainable=train_stn, config_cls=STNConfig, ...)
+    STUDY = Study(name="stn_mnist", doc=__doc__, config_cls=STNConfig, parts=parts, ...)   # sweeps/study.py
     raise SystemExit(run_study(STUDY))            # or run_study(STUDY, ["--smoke-test", "--out", str(run_dir)])
+
+Nothing here imports torch, Ray, Optuna or pandas before the command line is resolved and validated: `--help` and a
+refused value answer in a fraction of a second.
 """
 from __future__ import annotations
 
@@ -24,13 +27,11 @@ import time
 from pathlib import Path
 
 from analysis.files import atomic_write
-from analysis.logs import format_value
 from analysis.runstate import LOCK, RunLock, RunLocked, write_status
 from sweeps.confirm import CONFIRM_DIR, CONFIRM_FILE, best_configs, confirm_points, confirm_seeds, confirm_tags, \
     load_or_choose
 from sweeps.options import build_parser, describe, resolve, resolved_args
 from sweeps.resources import check_address, check_fits
-from sweeps.search import build_search
 from sweeps.study import Study
 from trainables.errors import UserError
 
@@ -302,6 +303,7 @@ def _remove_if_unused(run_dir: Path) -> None:
 
 def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpus: float,
                 gpus: float | None) -> int:
+    study = study.loaded()  # the trainable and the parts that import torch and Ray
     experiment = run_dir / TUNE_DIR
     restoring = (experiment / "tuner.pkl").exists()
     if restoring and not args.resume:
@@ -359,6 +361,7 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
 
     from sweeps.console import LiveReport, RestoreNotes, TrialProgress
     from sweeps.parquet_logger import ParquetLogger
+    from sweeps.search import build_search
     from sweeps.tune_state import SnapshotCopy, refuse_restart
 
     start_ray(args.address, args.verbose)
@@ -534,6 +537,7 @@ def _best_line(grid, metric: str, study: Study, search: bool) -> str:
     hold every key in full)."""
     import pandas as pd
 
+    from analysis.logs import format_value
     from analysis.tables import validation_order
     from sweeps.console import fmt_metric
 

@@ -14,10 +14,8 @@
 """
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 from ray.tune.schedulers import ASHAScheduler
@@ -25,89 +23,9 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.stopper import TrialPlateauStopper
 
-from trainables.config import ConfigError, TrialConfig
+from sweeps.search_space import Search
 
 STUDY_FILE = "optuna.db"
-
-
-@dataclass(frozen=True)
-class SearchOptions(TrialConfig):
-    """A search's settings; sweep scripts generate `--num-samples`, `--asha`, ... from these fields, validated
-    like a trial config (messages name the flag)."""
-
-    num_samples: int = field(default=20, metadata={"ge": 1, "help": "trials in the study, the baseline included"})
-    max_concurrent: int = field(default=4, metadata={"ge": 1, "help": "trials running at once"})
-    search_seed: int = field(default=0, metadata={"ge": 0, "help": "seed of Optuna's TPE sampler"})
-    asha: str = field(default="2,3", metadata={
-        "metavar": "GRACE,FACTOR", "help": "ASHA early stopping: grace period in epochs and reduction factor; "
-                                           "off disables it"})
-    plateau: int | None = field(default=None, metadata={
-        "ge": 1, "metavar": "EPOCHS", "none": "off",
-        "help": "also stop a trial whose accuracy varied by < 0.002 (std) over EPOCHS epochs"})
-    confirm: str = field(default="off", metadata={
-        "metavar": "K,S", "help": "after the search, train its K best configurations (by validation accuracy) and "
-                                  "the baseline again on S fresh seeds with the whole budget, logged as phase "
-                                  "confirm; the report's tuned-vs-baseline headline uses these runs only; off: none"})
-
-    @classmethod
-    def label(cls, name: str) -> str:
-        return "--" + name.replace("_", "-")
-
-    def extra_checks(self) -> None:
-        self.asha_tuple  # noqa: B018 (parses, or raises the user's error)
-        self.confirm_tuple  # noqa: B018
-
-    @property
-    def confirm_tuple(self) -> tuple[int, int] | None:
-        if self.confirm == "off":
-            return None
-        try:
-            k, seeds = (int(part) for part in self.confirm.split(","))
-        except ValueError:
-            raise ConfigError(f"--confirm {self.confirm!r}: expected K,S such as 3,3, or off") from None
-        if k < 1 or seeds < 1:
-            raise ConfigError(f"--confirm {self.confirm}: K (configurations) and S (seeds) must be >= 1")
-        return k, seeds
-
-    @property
-    def asha_tuple(self) -> tuple[int, float] | None:
-        if self.asha == "off":
-            return None
-        try:
-            grace, factor = self.asha.split(",")
-            asha = (int(grace), float(factor))
-        except ValueError:
-            raise ConfigError(f"--asha {self.asha!r}: expected GRACE,FACTOR such as 2,3, or off") from None
-        if asha[0] < 1 or not asha[1] > 1:
-            raise ConfigError(f"--asha {self.asha}: the grace period must be >= 1 and the factor > 1")
-        return asha
-
-
-@dataclass(frozen=True)
-class SearchSpace:
-    """What a search script declares: Tune domains to search, the reference configuration (run first, as the
-    study's baseline), optional domains that `--tune-KEY` adds, its own SearchOptions defaults and what
-    --smoke-test changes in them."""
-
-    space: dict[str, Any]
-    baseline: dict[str, Any]
-    optional: dict[str, Callable[[], Any]] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
-    smoke: dict[str, Any] = field(default_factory=lambda: {"num_samples": 4, "max_concurrent": 2, "asha": "1,2",
-                                                           "confirm": "1,2"})
-
-
-@dataclass
-class Search:
-    space: dict[str, Any]  # Tune domains (tune.choice, tune.loguniform, tune.randint, ...)
-    baseline: dict[str, Any]  # the original study's configuration, run first
-    num_samples: int = 20
-    max_concurrent: int = 4
-    seed: int = 0
-    asha: tuple[int, float] | None = (2, 3.0)  # (grace period in epochs, reduction factor); None: off
-    plateau: int | None = None  # stop after this many epochs without accuracy spread; None: off
-    confirm: tuple[int, int] | None = None  # (K best configurations, S fresh seeds) rerun after the search
-    study_name: str = field(default_factory=lambda: time.strftime("study-%Y%m%d-%H%M%S"))
 
 
 class PrunedAwareOptunaSearch(OptunaSearch):

@@ -16,27 +16,31 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sweeps.deformed_data import deformed_sets
 from sweeps.runner import Study, run_study
-from trainables.deform import DEFAULT_CACHE
-from trainables.models import TRANSFORMERS
-from trainables.stn import DeformedSTNConfig, train_stn_deformed
+from trainables.configs import DEFAULT_DEFORM_CACHE, TRANSFORMER_NAMES, DeformedSTNConfig
+
+
+def parts():  # torch and Ray: imported when the sweep runs, so --help and a refused value answer at once
+    from sweeps.deformed_data import deformed_sets
+    from trainables.stn import train_stn_deformed
+
+    return {"trainable": train_stn_deformed, "prepare": deformed_sets}
 
 
 def cache_option(parser) -> None:
     parser.add_argument_group("deformed data").add_argument(
-        "--cache-dir", type=Path, default=DEFAULT_CACHE,
-        help=f"where deformed sets are cached (default: {DEFAULT_CACHE})")
+        "--cache-dir", type=Path, default=DEFAULT_DEFORM_CACHE,
+        help=f"where deformed sets are cached (default: {DEFAULT_DEFORM_CACHE})")
 
 
 STUDY = Study(
-    name="stn_deformed", doc=__doc__, trainable=train_stn_deformed, config_cls=DeformedSTNConfig,
-    defaults={"transformer": list(TRANSFORMERS), "seed": [0, 1, 2]},
+    name="stn_deformed", doc=__doc__, config_cls=DeformedSTNConfig, parts=parts,
+    defaults={"transformer": list(TRANSFORMER_NAMES), "seed": [0, 1, 2]},
     # --smoke-test: all three transformers, 1 seed, 2 epochs, 50 images per digit (x3), 500 test images per type.
     smoke={"epochs": 2, "seed": [0], "train_per_class": 50, "test_limit": 500},
     notes={"sigma": "several values make a σ curve; the original study used 30, which destroys the digits",
            "train_per_class": "before tripling", "test_limit": "of each type"},
-    prepare=deformed_sets, extra_options=cache_option,
+    extra_options=cache_option,
     gpu_share=0.25,  # a small network: four trials share one GPU
 )
 

@@ -11,10 +11,17 @@ Logs: RUN_DIR/logs/<trial_id>.parquet, one row per epoch (see README: "Logs").
 from __future__ import annotations
 
 from sweeps.runner import Study, run_study
-from trainables.stn import STNConfig, train_stn
+from trainables.configs import STNConfig
+
+
+def parts():  # torch: imported when the sweep runs, so --help and a refused value answer at once
+    from trainables.stn import train_stn
+
+    return {"trainable": train_stn}
+
 
 STUDY = Study(
-    name="stn_mnist", doc=__doc__, trainable=train_stn, config_cls=STNConfig,
+    name="stn_mnist", doc=__doc__, config_cls=STNConfig, parts=parts,
     defaults={"seed": [0, 1, 2]},  # three repeats, as the original study ran its transfer grid
     # --smoke-test: 2 seeds x 2 epochs on 100 images per digit, tested on 1,000 images: ~20 s on 2 cores.
     smoke={"epochs": 2, "seed": [0, 1], "train_per_class": 100, "test_limit": 1000},

@@ -13,8 +13,15 @@ from __future__ import annotations
 from ray import tune
 
 from sweeps.runner import Study, run_study
-from sweeps.search import SearchSpace
-from trainables.stn import STNConfig, train_stn
+from sweeps.search_space import SearchSpace
+from trainables.configs import STNConfig
+
+
+def parts():  # torch: imported when the sweep runs, so --help and a refused value answer at once
+    from trainables.stn import train_stn
+
+    return {"trainable": train_stn}
+
 
 SEARCH = SearchSpace(
     space={"batch_size": tune.choice([32, 64, 128, 256]), "lr": tune.loguniform(1e-3, 0.3),
@@ -24,7 +31,7 @@ SEARCH = SearchSpace(
     options={"num_samples": 20, "max_concurrent": 2, "confirm": "3,3"},
 )
 STUDY = Study(
-    name="stn_search", doc=__doc__, trainable=train_stn, config_cls=STNConfig, search=SEARCH,
+    name="stn_search", doc=__doc__, config_cls=STNConfig, parts=parts, search=SEARCH,
     # --smoke-test: 4 trials of up to 3 epochs on 50 images per digit, 500 test images, ASHA from epoch 1.
     smoke={"epochs": 3, "train_per_class": 50, "test_limit": 500},
     gpu_share=0.25,

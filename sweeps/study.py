@@ -2,22 +2,28 @@
 
 A script is its constants and one call (see sweeps/stn_mnist.py):
 
-    STUDY = Study(name="stn_mnist", doc=__doc__, trainable=train_stn, config_cls=STNConfig,
+    def parts():  # what runs the sweep, imported only then
+        from trainables.stn import train_stn
+        return {"trainable": train_stn}
+
+    STUDY = Study(name="stn_mnist", doc=__doc__, config_cls=STNConfig, parts=parts,
                   defaults={"seed": [0, 1, 2]}, smoke={"epochs": 2, ...}, gpu_share=0.25)
     if __name__ == "__main__":
         raise SystemExit(run_study(STUDY))
 
 Every option of the study comes from `config_cls` (sweeps/options.py), so adding a hyperparameter is adding a
-field to the config class.
+field to the config class. The config classes (trainables/configs.py) import neither torch nor Ray, and the parts
+that do (the trainable, `prepare`, a `gpu_share` function) come from `parts`, called only when the sweep runs
+(`Study.loaded`): `--help` and a refused value answer without loading them.
 """
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from sweeps.search import SearchSpace
+from sweeps.search_space import SearchSpace
 from trainables.config import TrialConfig
 
 
@@ -31,8 +37,11 @@ def _load_mnist(data_dir: Path):
 class Study:
     name: str
     doc: str | None
-    trainable: Callable[..., None]
     config_cls: type[TrialConfig]
+    trainable: Callable[..., None] | None = None  # the Ray Tune function trainable (or from `parts`)
+    # A function that imports and returns the parts that need torch or Ray ({"trainable": ..., "prepare": ...}),
+    # called only when the sweep runs.
+    parts: Callable[[], dict[str, Any]] | None = None
     # Study constants that differ from the config's defaults; a list is a grid axis (seeds, sizes, models).
     defaults: dict[str, Any] = field(default_factory=dict)
     smoke: dict[str, Any] = field(default_factory=dict)  # what --smoke-test sets (explicit options still win)
@@ -57,3 +66,7 @@ class Study:
     # RUN_DIR subfolders kept only until the sweep has finished: what a resumed sweep reuses (the transfer studies'
     # feature chunks, sweeps/features.py), removed once nothing is left to resume.
     scratch: tuple[str, ...] = ()
+
+    def loaded(self) -> "Study":
+        """This study with `parts` imported into its fields: what the runner runs."""
+        return replace(self, parts=None, **self.parts()) if self.parts is not None else self

@@ -14,20 +14,26 @@ a full forward pass for every batch of every epoch). On CPU, use --image-size 64
 """
 from __future__ import annotations
 
-from sweeps.features import CACHE_DIR, cached_features, trial_gpu_share
 from sweeps.runner import Study, run_study
-from trainables.transfer import TransferConfig, train_transfer
+from trainables.configs import FEATURE_CACHE_DIR, TransferConfig
+
+
+def parts():  # torch and Ray: imported when the sweep runs, so --help and a refused value answer at once
+    from sweeps.features import cached_features, trial_gpu_share
+    from trainables.transfer import train_transfer
+
+    return {"trainable": train_transfer, "prepare": cached_features, "gpu_share": trial_gpu_share}
+
 
 STUDY = Study(
-    name="transfer_grid", doc=__doc__, trainable=train_transfer, config_cls=TransferConfig,
+    name="transfer_grid", doc=__doc__, config_cls=TransferConfig, parts=parts,
     defaults={"model": ["resnet50", "vgg19"], "train_per_class": [10, 30, 50, 70, 90], "seed": [0, 1, 2]},
     # --smoke-test: both backbones, two sizes, one seed, 2 epochs, random weights, 32 px, 5 validation images per
     # digit (the default split would be most of the feature pass), 100 test images.
     smoke={"train_per_class": [10, 20], "seed": [0], "epochs": 2, "weights": "none", "image_size": 32,
            "val_per_class": 5, "test_limit": 100},
     notes={"epochs": "the original study's short variant: 15"},
-    prepare=cached_features, gpu_share=trial_gpu_share,  # cached heads train on CPU
-    scratch=(CACHE_DIR,),  # the feature pass's chunks, for --resume
+    scratch=(FEATURE_CACHE_DIR,),  # the feature pass's chunks, for --resume
 )
 
 

@@ -13,10 +13,17 @@ from __future__ import annotations
 
 from ray import tune
 
-from sweeps.features import CACHE_DIR, cached_features, trial_gpu_share
 from sweeps.runner import Study, run_study
-from sweeps.search import SearchSpace
-from trainables.transfer import TransferConfig, train_transfer
+from sweeps.search_space import SearchSpace
+from trainables.configs import FEATURE_CACHE_DIR, TransferConfig
+
+
+def parts():  # torch and Ray: imported when the sweep runs, so --help and a refused value answer at once
+    from sweeps.features import cached_features, trial_gpu_share
+    from trainables.transfer import train_transfer
+
+    return {"trainable": train_transfer, "prepare": cached_features, "gpu_share": trial_gpu_share}
+
 
 SEARCH = SearchSpace(
     space={"batch_size": tune.choice([4, 8, 16, 32]), "lr": tune.loguniform(1e-4, 0.1),
@@ -26,13 +33,12 @@ SEARCH = SearchSpace(
     options={"num_samples": 30, "max_concurrent": 4, "confirm": "3,3"},
 )
 STUDY = Study(
-    name="transfer_search", doc=__doc__, trainable=train_transfer, config_cls=TransferConfig, search=SEARCH,
+    name="transfer_search", doc=__doc__, config_cls=TransferConfig, parts=parts, search=SEARCH,
     # --smoke-test: 4 trials of up to 4 epochs, random weights, 32 px, 10 training and 5 validation images per digit,
     # 100 test images.
     smoke={"epochs": 4, "weights": "none", "image_size": 32, "train_per_class": 10, "val_per_class": 5,
            "test_limit": 100},
-    prepare=cached_features, gpu_share=trial_gpu_share,  # cached heads train on CPU
-    scratch=(CACHE_DIR,),  # the feature pass's chunks, for --resume
+    scratch=(FEATURE_CACHE_DIR,),  # the feature pass's chunks, for --resume
 )
 
 

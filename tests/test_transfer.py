@@ -9,8 +9,8 @@ import torchvision
 from torch import nn
 
 from trainables import backbones, transfer
-from trainables.backbones import (ImageNetInput, TransferNet, WeightsError, compute_features, ensure_weights,
-                                  feature_settings, find_head, load_backbone)
+from trainables.backbones import ImageNetInput, TransferNet, compute_features, feature_settings, find_head, load_backbone
+from trainables.weights import WeightsError, ensure_weights
 from trainables.config import ConfigError
 from trainables.data import MNIST_MEAN, MNIST_STD
 from trainables.loop import MemoryReporter, fit

@@ -14,38 +14,27 @@ On CUDA the backbone runs in channels_last and, by default, under bf16 autocast 
 the feature pass and for tutorial mode's per-batch forward); features leave the backbone as float32, the dtype the
 heads train in. On CPU it runs as it always has: fp32, NCHW input.
 
-`FORWARD_IMAGES` counts the images every backbone has seen in this process (the benchmark reads it).
+`FORWARD_IMAGES` counts the images every backbone has seen in this process (the benchmark reads it). Which models and
+weights exist, and whether a model takes an image size, is trainables/weights.py.
 """
 from __future__ import annotations
 
 import collections
-import functools
-import os
-from pathlib import Path
 from typing import Iterator
-from urllib.parse import urlparse
 
 import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from trainables.configs import resolve_feature_dtype
 from trainables.data import MNIST_MEAN, MNIST_STD
-from trainables.errors import UserError
+from trainables.weights import classification_models, imagenet_weights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 FORWARD_IMAGES: collections.Counter[str] = collections.Counter()
-FEATURE_DTYPES = ("auto", "fp32", "bf16")  # auto: bf16 on CUDA, fp32 elsewhere
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-
-
-class WeightsError(UserError, RuntimeError):
-    """Weights that cannot be loaded; the message names the file expected and the alternatives."""
-
-
-def classification_models() -> list[str]:
-    return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
 def find_head(model: nn.Module) -> tuple[str, nn.Linear]:
@@ -55,57 +44,6 @@ def find_head(model: nn.Module) -> tuple[str, nn.Linear]:
         raise ValueError(f"cannot find the classification head of {type(model).__name__}: it has no nn.Linear "
                          f"layer (e.g. SqueezeNet classifies with a convolution); choose another model")
     return found[-1]
-
-
-def imagenet_weights(name: str) -> torchvision.models.WeightsEnum:
-    """IMAGENET1K_V1 where it exists: the weights `pretrained=True` gave, as the original study used."""
-    enum = torchvision.models.get_model_weights(name)
-    return getattr(enum, "IMAGENET1K_V1", enum.DEFAULT)
-
-
-def weights_file(name: str) -> Path:
-    """Where torchvision keeps the ImageNet weights of `name` (the torch hub cache)."""
-    url = imagenet_weights(name).url
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
-
-
-def ensure_weights(name: str, weights: str) -> None:
-    """On the driver, before any trial: make sure `weights` can be loaded (downloading ImageNet weights into
-    the torch cache when online), else one WeightsError that says what to do."""
-    if weights == "none":
-        return
-    if weights != "imagenet":
-        if not Path(weights).is_file():
-            raise WeightsError(f"--weights {weights}: no such file. Use 'imagenet', 'none' (random init) or the "
-                               f"path of a state_dict saved with torch.save(model.state_dict(), PATH)")
-        return
-    path = weights_file(name)
-    if path.is_file():
-        return
-    try:
-        print(f"downloading ImageNet weights for {name} into {path.parent} ...", flush=True)
-        imagenet_weights(name).get_state_dict(progress=False, check_hash=True)
-    except Exception as err:
-        cause = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-        raise WeightsError(
-            f"ImageNet weights for {name} are not cached and could not be downloaded ({cause}). Expected the file "
-            f"{path} (from {imagenet_weights(name).url}): copy it there, or run with --weights none (random init, "
-            f"for tests and offline demos) or --weights PATH (a local state_dict file)") from None
-
-
-@functools.lru_cache(maxsize=None)
-def check_input_size(name: str, image_size: int) -> None:
-    """One `UserError` line when `name` cannot take `image_size` px inputs (a ViT is built for one size, small
-    CNNs pool an image away). Shapes only: the model is built and run on the meta device, with no weights."""
-    with torch.device("meta"):
-        model = torchvision.models.get_model(name, weights=None)
-        try:
-            model.eval()(torch.zeros(1, 3, image_size, image_size))
-        except Exception as err:  # torchvision's own assertion or a shape error says why
-            why = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            fixed = getattr(model, "image_size", None)
-            fix = f"--image-size {fixed}" if isinstance(fixed, int) else "a larger --image-size (224 works for all)"
-            raise UserError(f"model {name} cannot take {image_size} px images ({why}): pass {fix}") from None
 
 
 def load_backbone(name: str, weights: str) -> tuple[nn.Module, int]:
@@ -144,15 +82,6 @@ class ImageNetInput(nn.Module):
         if x.shape[-1] != self.image_size:
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
         return (x.expand(-1, 3, -1, -1) - self.mean) / self.std
-
-
-def resolve_feature_dtype(device: torch.device | str, feature_dtype: str) -> str:
-    """"fp32" or "bf16": what `feature_dtype` (auto, fp32, bf16) means on `device`."""
-    if feature_dtype not in FEATURE_DTYPES:
-        raise ValueError(f"feature_dtype {feature_dtype!r}: expected one of {', '.join(FEATURE_DTYPES)}")
-    if feature_dtype == "auto":
-        return "bf16" if torch.device(device).type == "cuda" else "fp32"
-    return feature_dtype
 
 
 def feature_settings(device: torch.device | str, feature_dtype: str = "auto") -> tuple[torch.dtype, int, bool]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,27 +26,13 @@ import torch
 import torch.nn.functional as F
 
 from analysis.files import atomic_path
+from trainables.configs import DEFAULT_DEFORM_CACHE, DeformSpec
 from trainables.data import MNIST_MEAN, MNIST_STD, MnistData
 
 VARIANTS = ("clean", "elastic", "zoom")
 CACHE_VERSION = 1  # bump when the deformation code changes, so old cache files are not reused
-DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mnist-sweeps" / "deformed"
+DEFAULT_CACHE = DEFAULT_DEFORM_CACHE  # trainables/configs.py: the scripts read it without torch
 Split = tuple[torch.Tensor, torch.Tensor]
-
-
-@dataclass(frozen=True)
-class DeformSpec:
-    """Elastic: a `points` x `points` grid of random displacements, N(0, sigma) pixels each, cubic spline
-    interpolation. Zoom: the image shrunk `zoom` times and centred on background. `seed` draws the grids."""
-
-    sigma: float = 1.0
-    points: int = 3
-    zoom: float = 4.0
-    seed: int = 0
-
-    @property
-    def key(self) -> str:
-        return f"sigma={self.sigma:g},points={self.points},zoom={self.zoom:g},seed={self.seed}"
 
 
 @dataclass

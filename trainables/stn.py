@@ -16,56 +16,19 @@ labels and predictions; for affine θ of every test image; for TPS the predicted
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
 import torch
 
-from trainables.config import SGDConfig
+from trainables.configs import DeformedSTNConfig, STNConfig
 from trainables.data import MnistData, stratified_split
-from trainables.deform import VARIANTS, DeformedMnist, DeformSpec, deformed_mnist, to_pixels
+from trainables.deform import VARIANTS, DeformedMnist, deformed_mnist, to_pixels
 from trainables.loop import (Reporter, Split, TuneReporter, fit, make_sgd, pick_device, pin_threads,
                              trial_resources)
-from trainables.models import STN, TRANSFORMERS, AffineTransformer, TPSTransformer, build_stn
+from trainables.models import STN, AffineTransformer, TPSTransformer, build_stn
 
 INSPECT_BATCH = 64  # images per variant shown before/after (the tutorial's batch size)
-
-
-@dataclass(frozen=True)
-class STNConfig(SGDConfig):
-    """Defaults are the original study's, which took them from the PyTorch STN tutorial (plain SGD, lr 0.01,
-    batch 64, 20 epochs): SGDConfig's own."""
-
-    transformer: str = field(default="affine", metadata={
-        "choices": tuple(TRANSFORMERS), "aliases": ("--transformers",),
-        "help": "spatial transformer before the classifier"})
-    tps_grid: int = field(default=4, metadata={
-        "ge": 2, "le": 14, "help": "TPS control points per side (K x K grid; Jaderberg et al. used 4)"})
-
-
-@dataclass(frozen=True)
-class DeformedSTNConfig(STNConfig):
-    """The deformed study's defaults: SGD lr 0.005 with momentum 0.9, decayed 10x after 10 epochs. The original
-    study's plain SGD at lr 0.01 stays near 95% on clean MNIST-5k; lr 0.02 with momentum diverged by epoch 6."""
-
-    lr: float = 0.005
-    momentum: float = 0.9
-    lr_step: int = 10
-    # σ = 1: the largest σ of the measured curve (README, "Deformed MNIST") where elastic accuracy stays within
-    # 2 points of clean; at σ = 2 the gap is 5 points, at 3 it is 14, at 8 the digits are gone.
-    sigma: float = field(default=1.0, metadata={
-        "ge": 0, "le": 100, "help": "elastic deformation: std of the random displacements, in pixels"})
-    points: int = field(default=3, metadata={
-        "ge": 2, "le": 28, "help": "elastic deformation: control points per side of the displacement grid"})
-    zoom: float = field(default=4.0, metadata={
-        "ge": 1, "le": 28, "help": "zoom-out factor: the image shrunk this many times and centred"})
-    deform_seed: int = field(default=0, metadata={
-        "ge": 0, "help": "draws the elastic grids; one deformed set serves every trial seed"})
-
-    @property
-    def deform_spec(self) -> DeformSpec:
-        return DeformSpec(self.sigma, self.points, self.zoom, self.deform_seed)
 
 
 def _pixels(images: torch.Tensor) -> np.ndarray:

@@ -19,68 +19,16 @@ features never mix. Heads always train in float32.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 import torch
 from torch import nn
 
-from trainables.backbones import (FEATURE_DTYPES, TransferNet, check_input_size, classification_models,
-                                  embed_batches, ensure_weights, feature_settings, load_backbone,
-                                  resolve_feature_dtype)
-from trainables.config import ConfigError, SGDConfig
+from trainables.backbones import TransferNet, embed_batches, feature_settings, load_backbone
+from trainables.configs import TransferConfig
 from trainables.data import MnistData, stratified_split
 from trainables.loop import Reporter, TuneReporter, fit, make_sgd, pick_device, pin_threads, trial_resources
-
-MODES = ("cached", "tutorial")
-
-
-@dataclass(frozen=True)
-class TransferConfig(SGDConfig):
-    """Defaults are the original study's (Table 1): SGD lr 0.001, momentum 0.9, batch 4, StepLR(7, 0.1), 50 epochs,
-    224 px, 3 channels, 10 images per digit."""
-
-    epochs: int = 50
-    batch_size: int = 4
-    lr: float = 0.001
-    momentum: float = 0.9
-    lr_step: int = 7
-    train_per_class: int = 10
-    model: str = field(default="resnet50", metadata={
-        "aliases": ("--models",), "help": "torchvision classification model (resnet50, vgg19, resnet18, ...)"})
-    weights: str = field(default="imagenet", metadata={
-        "help": "imagenet (torchvision's ImageNet weights, downloaded once into the torch cache), none (random "
-                "init) or PATH to a state_dict"})
-    image_size: int = field(default=224, metadata={"ge": 32, "le": 1024, "help": "backbone input size in px"})
-    backbone_mode: str = field(default="cached", metadata={
-        "choices": MODES, "help": "cached: each image through the frozen backbone once, in eval mode, heads train "
-                                  "on the features; tutorial: the original study's pipeline, the backbone in train "
-                                  "mode and run for every batch of every epoch"})
-    feature_dtype: str = field(default="auto", metadata={
-        "choices": FEATURE_DTYPES, "help": "the frozen backbone's compute dtype: auto (bf16 autocast on CUDA, fp32 "
-                                           "on CPU), fp32 or bf16; the head always trains in float32"})
-
-    def extra_checks(self) -> None:
-        if self.model not in classification_models():
-            raise ConfigError(f"config 'model' = {self.model!r} is not a torchvision classification model; "
-                              f"e.g. resnet50, vgg19, resnet18, efficientnet_b0, vit_b_16")
-
-    def check_data(self, data: MnistData) -> None:
-        """Enough images per digit, and weights that can be loaded (downloaded now if needed)."""
-        super().check_data(data)
-        check_input_size(self.model, self.image_size)
-        ensure_weights(self.model, self.weights)
-
-    @property
-    def feature_key(self) -> str:
-        """Which features this trial asks for, as configured (feature_dtype may be auto): the key of the
-        mapping that `prepare_features` and sweeps/features.py hand to the trials."""
-        return f"{self.model}|{self.weights}|{self.image_size}|{self.feature_dtype}"
-
-    def cache_key(self, device: torch.device | str) -> str:
-        """The cached features this trial trains on when they are computed on `device`: same backbone, weights,
-        image size and resolved dtype (fp32 or bf16) → same features."""
-        return f"{self.model}|{self.weights}|{self.image_size}|{resolve_feature_dtype(device, self.feature_dtype)}"
 
 
 @dataclass
