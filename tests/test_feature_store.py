@@ -3,12 +3,15 @@ features as one that ran through, and RUN_DIR/features only ever hands back whol
 
     python -m pytest tests/test_feature_store.py -q
 
-The task function is called in this process (it is a plain generator; the sweep runs it as a Ray task);
-tests/test_e2e_transfer.py interrupts a real sweep in its feature pass and resumes it.
+The task function is called in this process (it is a plain generator; the sweep runs it as a Ray task), then the
+driver's `cached_features` through a local Ray; tests/test_e2e_transfer.py interrupts a real sweep in its feature
+pass and resumes it.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -93,3 +96,42 @@ def test_other_images_weights_or_dtypes_never_share_a_pass(mnist, job, tmp_path)
     # the same indices into other images (another data folder)
     other = dataclasses.replace(mnist, train_images=mnist.train_images.flip(0))
     assert FeatureStore(tmp_path, KEY, other, idx, n_test).dir != here
+
+
+@pytest.mark.slow
+def test_the_driver_reads_a_finished_pass_back_and_resumes_a_cut_one(mnist, tmp_path, monkeypatch, capsys):
+    """`cached_features` through a real local Ray, three times on one RUN_DIR: the pass computed and kept; read back
+    whole with no task run; its last chunk lost, computed again from there. The trials get the same features."""
+    import ray
+
+    from sweeps.features import cached_features
+
+    cfg = TransferConfig(model="resnet18", weights="none", image_size=32, train_per_class=10, val_per_class=0,
+                         test_limit=50)
+    args = SimpleNamespace(out=tmp_path)
+    monkeypatch.setenv("SWEEPS_FEATURE_CHUNK_S", "0")  # a chunk per batch: 64, 64, 22 images
+
+    def run():
+        refs = cached_features(mnist, [cfg], {"cpu": 1, "gpu": 0}, args)["features"]
+        fs = ray.get(refs[cfg.feature_key])
+        passes = json.loads((tmp_path / "features.json").read_text())["passes"]
+        return torch.cat([fs.train, fs.test]), passes, capsys.readouterr().out
+
+    ray.init(num_cpus=1, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    try:
+        whole, passes, out = run()
+        assert len(passes) == 1 and passes[0]["images"] == 150 and passes[0]["complete"] is True
+        chunks = sorted(tmp_path.glob("features/*/*.npy"))
+        assert [p.name for p in chunks] == ["00000000.npy", "00000064.npy", "00000128.npy"]
+
+        again, passes, out = run()
+        assert "all 150 images read back" in out and len(passes) == 1  # no task, no compute recorded
+        assert torch.equal(again, whole)
+
+        chunks[-1].unlink()
+        resumed, passes, out = run()
+        assert "resuming at image 128 of 150" in out
+        assert len(passes) == 2 and (passes[1]["resumed_at"], passes[1]["images"]) == (128, 22)
+        assert torch.equal(resumed, whole)
+    finally:
+        ray.shutdown()
