@@ -30,6 +30,7 @@ import datetime
 import hashlib
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,6 +199,7 @@ def cached_features(data, configs, resources: dict[str, float], args=None) -> di
     # Wait for every task before any trial starts (trials would hold the CPUs the tasks need) and surface a
     # failed one here, once; the trials get the object refs and each fetches only its own backbone's features.
     last: dict[str, Progress] = {}  # each unfinished task's latest count
+    kept_to = {key: starts[key] for key in gens}  # each pass's images whose features are on disk
     finished: set[str] = set()
     try:
         with FeatureProgress({key: len(idx) + n for key, (idx, n) in jobs.items() if key in gens},
@@ -217,9 +219,10 @@ def cached_features(data, configs, resources: dict[str, float], args=None) -> di
                         continue
                     item = ray.get(ref)
                     if isinstance(item, Chunk):
+                        done = item.start + len(item.features)
                         if key in stores:
                             stores[key].save(item)
-                        done = item.start + len(item.features)
+                            kept_to[key] = done
                         item = Progress(done, len(jobs[key][0]) + jobs[key][1], item.seconds)
                     if isinstance(item, Progress):
                         last[key] = item
@@ -234,7 +237,14 @@ def cached_features(data, configs, resources: dict[str, float], args=None) -> di
                         if run_dir is not None:
                             record_pass(run_dir, key, new, item.seconds, gpus, resumed_at=starts[key])
                 bars.tick()
-    finally:  # interrupted or failed: the compute spent so far was spent all the same
+    except BaseException:  # interrupted or failed: say what --resume will not compute again
+        for key in gens:
+            if key not in finished and kept_to.get(key, 0) > 0:
+                total = len(jobs[key][0]) + jobs[key][1]
+                print(f"features: {label(key)}: {kept_to[key]:,} of {total:,} images kept in {stores[key].dir}; "
+                      f"--resume starts there", file=sys.stderr, flush=True)
+        raise
+    finally:  # the compute spent so far was spent all the same
         for key, progress in last.items():
             if key not in finished and run_dir is not None and progress.seconds > 0:
                 record_pass(run_dir, key, progress.done - starts[key], progress.seconds, gpus,

@@ -116,6 +116,7 @@ def test_a_feature_pass_interrupted_by_ctrl_c_resumes_where_it_stopped(mnist_dir
     chunks = sorted(run.glob("features/*/*.npy"))
     kept = sum(len(np.load(p)) for p in chunks)
     assert chunks and 0 < kept < 250
+    assert f"{kept:,} of 250 images kept in {chunks[0].parent}; --resume starts there" in stderr
     first, = json.loads((run / "features.json").read_text())["passes"]
     assert first["complete"] is False and first["resumed_at"] == 0 and first["seconds"] > 0
     assert not (run / "logs").exists() or not list((run / "logs").glob("*.parquet"))
