@@ -176,7 +176,7 @@ def build_parser(study: Study) -> OneLineParser:
                               several=False)
         for key, domain in study.search.optional.items():
             s.add_argument(f"--tune-{key.replace('_', '-')}", action="store_true", dest=f"tune_{key}",
-                           help=f"also search {key} ({_domain_text(domain())})")
+                           help=f"also search {key} ({domain})")
     if study.extra_options is not None:
         study.extra_options(p)
     return p
@@ -223,10 +223,6 @@ def expand(param_space: dict[str, Any], num_samples: int = 1) -> list[dict[str, 
     from ray.tune.search.variant_generator import generate_variants
 
     return [spec for _ in range(num_samples) for _, spec in generate_variants(param_space)]
-
-
-def _domain_text(domain: Any) -> str:
-    return domain.domain_str if hasattr(domain, "domain_str") else str(domain)
 
 
 def _plain(value: Any) -> Any:
@@ -325,7 +321,7 @@ def _resolve_search(spec: SearchSpace, values: dict[str, Any], options: dict[str
         if isinstance(value, list):
             raise UserError(f"a search runs one configuration per trial: give {key} one value, not {value}")
     settings = SearchOptions.from_dict(options)
-    space = {**spec.space, **{key: spec.optional[key]() for key in tuned}}
+    space = {key: domain.tune() for key, domain in {**spec.space, **{k: spec.optional[k] for k in tuned}}.items()}
     for key in fixed & set(space):  # an explicit value fixes a searched key for every trial
         del space[key]
         print(f"note: {key} is fixed at {values[key]!r}, so it is not searched", file=sys.stderr)
@@ -361,7 +357,8 @@ def describe(study: Study, plan: Plan) -> list[str]:
         lines.append(f"Optuna TPE search (seed {s.seed}): {s.num_samples} trials, {s.max_concurrent} at once; "
                      f"ASHA {'off' if s.asha is None else f'grace {s.asha[0]}, factor {s.asha[1]:g}'}; plateau "
                      f"{'off' if s.plateau is None else f'{s.plateau} epochs'}")
-        lines += [f"  search {key}: {_domain_text(domain)}" for key, domain in s.space.items()]
+        declared = {**study.search.space, **study.search.optional}
+        lines += [f"  search {key}: {declared[key]}" for key in s.space]
         if s.confirm is not None:
             k, seeds = s.confirm
             lines.append(f"then confirm: the {k} best configuration(s) by validation accuracy and the baseline, "

@@ -1,14 +1,17 @@
 """What a search is declared with, without importing Optuna or Ray: `SearchSpace` (a search script's domains,
-baseline and option defaults), `SearchOptions` (the `--num-samples`, `--asha`, ... flags, validated like a trial
-config) and `Search` (one sweep's resolved settings). sweeps/search.py turns a `Search` into Ray Tune parts.
+baseline and option defaults), its `Domain`s (`choice`, `uniform`, `loguniform`, `randint`: Ray Tune's domains of
+those names, built only when the search is resolved, and said in words for --help and --dry-run), `SearchOptions`
+(the `--num-samples`, `--asha`, ... flags, validated like a trial config) and `Search` (one sweep's resolved
+settings, with Tune's domains). sweeps/search.py turns a `Search` into Ray Tune parts.
 
-    SEARCH = SearchSpace(space={"lr": tune.loguniform(1e-3, 0.3)}, baseline={"lr": 0.01})
+    SEARCH = SearchSpace(space={"lr": loguniform(1e-3, 0.3), "lr_step": randint(0, 21)}, baseline={...})
+    str(randint(0, 21))     # 'an integer from 0 to 20'
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from trainables.config import ConfigError, TrialConfig
 
@@ -67,14 +70,52 @@ class SearchOptions(TrialConfig):
 
 
 @dataclass(frozen=True)
+class Domain:
+    """A searched range: `kind` is the Ray Tune function that builds it (`tune()`), `args` its arguments."""
+
+    kind: str
+    args: tuple
+
+    def tune(self) -> Any:
+        from ray import tune  # when the search is resolved: --help and --dry-run's wording need no Ray
+
+        return getattr(tune, self.kind)(*self.args)
+
+    def __str__(self) -> str:
+        if self.kind == "choice":
+            return "one of " + ", ".join(map(str, self.args[0]))
+        low, high = self.args
+        if self.kind == "randint":  # Tune's upper bound is exclusive
+            return f"an integer from {low} to {high - 1}"
+        return f"{'log-uniform' if self.kind == 'loguniform' else 'uniform'} from {low:g} to {high:g}"
+
+
+def choice(values: list) -> Domain:
+    return Domain("choice", (list(values),))
+
+
+def uniform(low: float, high: float) -> Domain:
+    return Domain("uniform", (low, high))
+
+
+def loguniform(low: float, high: float) -> Domain:
+    return Domain("loguniform", (low, high))
+
+
+def randint(low: int, high: int) -> Domain:
+    """Integers low .. high - 1, as Ray Tune's randint."""
+    return Domain("randint", (low, high))
+
+
+@dataclass(frozen=True)
 class SearchSpace:
-    """What a search script declares: Tune domains to search, the reference configuration (run first, as the
+    """What a search script declares: the domains to search, the reference configuration (run first, as the
     study's baseline), optional domains that `--tune-KEY` adds, its own SearchOptions defaults and what
     --smoke-test changes in them."""
 
-    space: dict[str, Any]
+    space: dict[str, Domain]
     baseline: dict[str, Any]
-    optional: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    optional: dict[str, Domain] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     smoke: dict[str, Any] = field(default_factory=lambda: {"num_samples": 4, "max_concurrent": 2, "asha": "1,2",
                                                            "confirm": "1,2"})

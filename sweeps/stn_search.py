@@ -10,10 +10,8 @@ Early-stopped trials reach Optuna as PRUNED; the logs' stop_reason says complete
 """
 from __future__ import annotations
 
-from ray import tune
-
 from sweeps.runner import Study, run_study
-from sweeps.search_space import SearchSpace
+from sweeps.search_space import SearchSpace, choice, loguniform, randint, uniform
 from trainables.configs import STNConfig
 
 
@@ -24,9 +22,9 @@ def parts():  # torch: imported when the sweep runs, so --help and a refused val
 
 
 SEARCH = SearchSpace(
-    space={"batch_size": tune.choice([32, 64, 128, 256]), "lr": tune.loguniform(1e-3, 0.3),
-           "lr_step": tune.randint(0, 21)},  # lr_step 0: constant learning rate, as the original study
-    optional={"gamma": lambda: tune.uniform(0.05, 0.9), "momentum": lambda: tune.uniform(0.0, 0.95)},
+    space={"batch_size": choice([32, 64, 128, 256]), "lr": loguniform(1e-3, 0.3),
+           "lr_step": randint(0, 21)},  # lr_step 0: constant learning rate, as the original study
+    optional={"gamma": uniform(0.05, 0.9), "momentum": uniform(0.0, 0.95)},
     baseline={"batch_size": 64, "lr": 0.01, "lr_step": 0, "gamma": 0.1, "momentum": 0.0},  # the original study
     options={"num_samples": 20, "max_concurrent": 2, "confirm": "3,3"},
 )

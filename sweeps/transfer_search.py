@@ -11,10 +11,8 @@ Backbone features are computed once per sweep (cached mode), so every trial only
 """
 from __future__ import annotations
 
-from ray import tune
-
 from sweeps.runner import Study, run_study
-from sweeps.search_space import SearchSpace
+from sweeps.search_space import SearchSpace, choice, loguniform, randint, uniform
 from trainables.configs import FEATURE_CACHE_DIR, TransferConfig
 
 
@@ -26,9 +24,9 @@ def parts():  # torch and Ray: imported when the sweep runs, so --help and a ref
 
 
 SEARCH = SearchSpace(
-    space={"batch_size": tune.choice([4, 8, 16, 32]), "lr": tune.loguniform(1e-4, 0.1),
-           "lr_step": tune.randint(3, 31)},
-    optional={"gamma": lambda: tune.uniform(0.05, 0.9), "momentum": lambda: tune.uniform(0.5, 0.99)},
+    space={"batch_size": choice([4, 8, 16, 32]), "lr": loguniform(1e-4, 0.1),
+           "lr_step": randint(3, 31)},
+    optional={"gamma": uniform(0.05, 0.9), "momentum": uniform(0.5, 0.99)},
     baseline={"batch_size": 4, "lr": 0.001, "lr_step": 7, "gamma": 0.1, "momentum": 0.9},  # the original study
     options={"num_samples": 30, "max_concurrent": 4, "confirm": "3,3"},
 )

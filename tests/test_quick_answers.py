@@ -1,6 +1,7 @@
 """`--help` and a refused value answer without loading the heavy libraries: a sweep script's command line and its
-validation come from torch-free config classes (trainables/configs.py), and the parts that need torch, Ray, Optuna
-or pandas are imported only when the sweep runs (`Study.parts`).
+validation come from torch-free config classes (trainables/configs.py) and Ray-free search domains
+(sweeps/search_space.py), and the parts that need torch, Ray, Optuna or pandas are imported only when the sweep runs
+(`Study.parts`).
 
     python -m pytest tests/test_quick_answers.py -q
 
@@ -41,18 +42,18 @@ def probe(script: str, *argv: str) -> tuple[int, list[str], str]:
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_help_loads_no_torch(script):
+def test_help_loads_none_of_them(script):
     code, loaded, out = probe(script, "--help")
     assert code == 0 and "--data-dir" in out
-    # a search script's domains are Ray Tune's (tune.loguniform, ...): Ray Tune (which imports pandas) is allowed there
-    allowed = {"ray", "pandas", "pyarrow"} if script.endswith("_search") else set()
-    assert set(loaded) <= allowed, loaded
+    assert loaded == [], loaded
 
 
 @pytest.mark.parametrize("script, argv, needle", [
     ("stn_mnist", ["--lr", "0.01", "-1"], "'lr' = -1.0"),
     ("stn_deformed", ["--sigma", "-2"], "'sigma' = -2.0"),
     ("transfer_grid", ["--image-size", "8"], "'image_size' = 8"),
+    ("stn_search", ["--num-samples", "0"], "--num-samples"),
+    ("transfer_search", ["--asha", "0,3"], "--asha 0,3"),
 ])
 def test_a_refused_value_is_answered_before_torch_or_ray_load(script, argv, needle):
     code, loaded, out = probe(script, *argv)
