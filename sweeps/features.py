@@ -115,7 +115,7 @@ def _task(key: str, data, train_index, n_test: int, cpus: float, gpus: float, st
             parts.append(new)
             yield Chunk(chunk_start, new.numpy(), now - t0)
             pending, chunk_start, last_chunk = [], done, now
-        if done < total and now - last >= PROGRESS_EVERY_S:
+        elif now - last >= PROGRESS_EVERY_S:  # a chunk tells the driver how far the task is too
             last = now
             yield Progress(done, total, now - t0)
     features = torch.cat(parts) if parts else torch.empty(0)
