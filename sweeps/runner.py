@@ -280,24 +280,27 @@ def _run(study: Study, args: argparse.Namespace) -> int:
         print("\n".join(describe(study, plan)))
         return 0
 
-    created = not run_dir.exists()
+    made = [d for d in (run_dir, *run_dir.parents) if not d.exists()]  # the folders this sweep will create
     check_writable(run_dir)
     try:
         with RunLock(run_dir):
             return _run_locked(study, args, plan, run_dir, cpus, gpus)
     finally:
-        if created:
-            _remove_if_unused(run_dir)
+        _remove_if_unused(run_dir, made)
 
 
-def _remove_if_unused(run_dir: Path) -> None:
-    """Remove a RUN_DIR this sweep created when it ended before writing anything in it (missing data, a refused
-    configuration, Ctrl-C before Ray): only the lock file is there, and an empty run folder is litter."""
+def _remove_if_unused(run_dir: Path, made: list[Path]) -> None:
+    """Tidy up after a sweep that ended before writing anything in RUN_DIR (missing data, a refused configuration,
+    Ctrl-C before Ray): only the lock file is there. It goes, and so do the folders this sweep created (`made`:
+    RUN_DIR and its parents created with it, such as `runs/` for the default `runs/NAME`); a folder that was
+    there before stays."""
     try:
-        if [p.name for p in run_dir.iterdir()] == [LOCK]:
-            (run_dir / LOCK).unlink()
-            run_dir.rmdir()
-    except OSError:  # another process wrote in it meanwhile: keep it
+        if [p.name for p in run_dir.iterdir()] != [LOCK]:
+            return
+        (run_dir / LOCK).unlink()
+        for folder in made:
+            folder.rmdir()
+    except OSError:  # another process wrote in it (or a parent) meanwhile: keep it
         pass
 
 

@@ -69,15 +69,16 @@ def test_cli_rejects_negative_lr_and_unknown_key_before_ray():
 def test_cli_600_per_digit_on_mnist_5k(mnist_dir, mnist, tmp_path):
     if int(min(mnist.train_labels.bincount())) >= 600:
         pytest.skip("this MNIST has 600 images per digit; the check needs the 5k subset")
-    proc = run_main("stn_mnist", "--data-dir", str(mnist_dir), "--out", str(tmp_path / "run"),
+    # like the default runs/NAME: the run folder and its parent made by the sweep
+    proc = run_main("stn_mnist", "--data-dir", str(mnist_dir), "--out", str(tmp_path / "runs" / "stn"),
                     "--train-per-class", "600")
     _one_clear_line(proc, "'train_per_class' = 600", "at most 500 images per digit")
-    assert not (tmp_path / "run").exists()  # nothing started, and the folder it made is gone again
+    assert list(tmp_path.iterdir()) == []  # nothing started, and the folders it made are gone again
     (tmp_path / "mine").mkdir()  # a folder the user made is left where it is
-    proc = run_main("stn_mnist", "--data-dir", str(mnist_dir), "--out", str(tmp_path / "mine"),
-                    "--train-per-class", "600")
-    _one_clear_line(proc, "'train_per_class' = 600")
-    assert (tmp_path / "mine").is_dir() and not (tmp_path / "mine" / "tune").exists()
+    for out in (tmp_path / "mine", tmp_path / "mine" / "deeper" / "run"):
+        proc = run_main("stn_mnist", "--data-dir", str(mnist_dir), "--out", str(out), "--train-per-class", "600")
+        _one_clear_line(proc, "'train_per_class' = 600")
+        assert (tmp_path / "mine").is_dir() and list((tmp_path / "mine").iterdir()) == []
 
 
 def test_cli_empty_data_dir_offline(tmp_path):
