@@ -21,8 +21,9 @@ While the tasks run, the driver shows a progress bar per backbone (sweeps/consol
 generator that yields how far it is every second, and the features computed so far every 30 s, before it yields
 all its features. The driver keeps those chunks in RUN_DIR/features/ (`FeatureStore`), so an interrupted pass
 resumes where it stopped and a resumed sweep whose passes had finished does not run them again; the folder is
-removed once the sweep has finished. Every task's work, finished or not, is appended to RUN_DIR/features.json
-(images, seconds, GPU share), which the report counts as compute.
+removed once the sweep has finished. Every task's work, finished or not, is recorded in RUN_DIR/features.json
+(images, seconds, GPU share), which the report counts as compute; a running task's entry is brought up to date
+at each chunk, so a driver killed mid-pass leaves the seconds behind the chunks it kept.
 """
 from __future__ import annotations
 
@@ -199,6 +200,9 @@ def cached_features(data, configs, resources: dict[str, float], args=None) -> di
     # Wait for every task before any trial starts (trials would hold the CPUs the tasks need) and surface a
     # failed one here, once; the trials get the object refs and each fetches only its own backbone's features.
     last: dict[str, Progress] = {}  # each unfinished task's latest count
+    # each task's one entry in features.json, replaced as it goes (at each chunk, then at its end)
+    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%f")
+    tasks = {key: f"{key}@{started}" for key in gens}
     kept_to = {key: starts[key] for key in gens}  # each pass's images whose features are on disk
     finished: set[str] = set()
     try:
@@ -223,6 +227,9 @@ def cached_features(data, configs, resources: dict[str, float], args=None) -> di
                         if key in stores:
                             stores[key].save(item)
                             kept_to[key] = done
+                            # what a kill of this driver would otherwise lose: the seconds behind the chunks
+                            record_pass(run_dir, key, done - starts[key], item.seconds, gpus,
+                                        resumed_at=starts[key], finished=False, task=tasks[key])
                         item = Progress(done, len(jobs[key][0]) + jobs[key][1], item.seconds)
                     if isinstance(item, Progress):
                         last[key] = item
@@ -235,7 +242,8 @@ def cached_features(data, configs, resources: dict[str, float], args=None) -> di
                                   f"({new / max(item.seconds, 1e-9):.0f} images/s, {item.dim} per image)"
                                   + (f", after {starts[key]:,} read back" if starts[key] else ""))
                         if run_dir is not None:
-                            record_pass(run_dir, key, new, item.seconds, gpus, resumed_at=starts[key])
+                            record_pass(run_dir, key, new, item.seconds, gpus, resumed_at=starts[key],
+                                        task=tasks[key])
                 bars.tick()
     except BaseException:  # interrupted or failed: say what --resume will not compute again
         for key in gens:
@@ -248,22 +256,25 @@ def cached_features(data, configs, resources: dict[str, float], args=None) -> di
         for key, progress in last.items():
             if key not in finished and run_dir is not None and progress.seconds > 0:
                 record_pass(run_dir, key, progress.done - starts[key], progress.seconds, gpus,
-                            resumed_at=starts[key], finished=False)
+                            resumed_at=starts[key], finished=False, task=tasks[key])
     return {"features": {request: refs[key] for request, key in feature_requests(configs, device).items()}}
 
 
 def record_pass(run_dir: Path, key: str, images: int, seconds: float, gpus: float, resumed_at: int = 0,
-                finished: bool = True) -> None:
-    """Append one feature task's work to RUN_DIR/features.json: `images` computed in `seconds` (a pass resumed at
+                finished: bool = True, task: str | None = None) -> None:
+    """Record one feature task's work in RUN_DIR/features.json: `images` computed in `seconds` (a pass resumed at
     image `resumed_at` computes only the rest; an interrupted one, `finished` False, counts what it did: that
-    compute was spent too)."""
+    compute was spent too). An entry with the same `task` id is replaced, so a running task's entry can be
+    brought up to date at each chunk and a killed driver leaves the seconds up to its last chunk."""
     path = Path(run_dir) / FEATURES_FILE
     try:
         passes = json.loads(path.read_text())["passes"]
     except (OSError, ValueError, KeyError, TypeError):
         passes = []
+    if task is not None:
+        passes = [p for p in passes if not (isinstance(p, dict) and p.get("task") == task)]
     model, weights, size, dtype = split_feature_key(key)
-    passes.append({"key": key, "model": model, "weights": weights, "image_size": size, "feature_dtype": dtype,
+    passes.append({"key": key, **({"task": task} if task is not None else {}), "model": model, "weights": weights, "image_size": size, "feature_dtype": dtype,
                    "images": int(images), "seconds": round(seconds, 3), "gpus": gpus,
                    "gpu_seconds": round(seconds * gpus, 3), "resumed_at": int(resumed_at), "complete": finished,
                    "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})

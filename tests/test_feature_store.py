@@ -117,10 +117,25 @@ def test_the_driver_reads_a_finished_pass_back_and_resumes_a_cut_one(mnist, tmp_
         passes = json.loads((tmp_path / "features.json").read_text())["passes"]
         return torch.cat([fs.train, fs.test]), passes, capsys.readouterr().out
 
+    # what features.json holds as each chunk is about to be written: all a driver killed there would leave
+    seen, save = [], FeatureStore.save
+
+    def spy(self, chunk):
+        path = tmp_path / "features.json"
+        seen.append(json.loads(path.read_text())["passes"] if path.exists() else None)
+        save(self, chunk)
+
+    monkeypatch.setattr(FeatureStore, "save", spy)
+
     ray.init(num_cpus=1, include_dashboard=False, configure_logging=False, log_to_driver=False)
     try:
         whole, passes, out = run()
         assert len(passes) == 1 and passes[0]["images"] == 150 and passes[0]["complete"] is True
+        # the pass's one entry, brought up to date after each chunk: the seconds behind the chunks on disk survive
+        assert seen[0] is None and [[(p["images"], p["complete"]) for p in s] for s in seen[1:]] == \
+            [[(64, False)], [(128, False)]]
+        assert 0 < seen[1][0]["seconds"] <= seen[2][0]["seconds"] <= passes[0]["seconds"]
+        assert len({p["task"] for s in seen[1:] for p in s} | {passes[0]["task"]}) == 1
         chunks = sorted(tmp_path.glob("features/*/*.npy"))
         assert [p.name for p in chunks] == ["00000000.npy", "00000064.npy", "00000128.npy"]
 
