@@ -33,8 +33,13 @@ def test_head_found_generically_and_everything_frozen(name, head, dim):
 def test_model_without_linear_head_is_a_clear_error():
     with pytest.raises(ValueError, match="cannot find the classification head of SqueezeNet"):
         load_backbone("squeezenet1_0", "none")
-    with pytest.raises(ConfigError, match="'model' = 'resnet5' is not a torchvision classification model"):
+    with pytest.raises(ConfigError, match="'model' = 'resnet5' is not a torchvision classification model; did "
+                                          "you mean resnet50, resnet152 or resnet34[?]"):
         TransferConfig.from_dict({"model": "resnet5"})
+    with pytest.raises(ConfigError, match="'VGG19' is not a torchvision classification model; did you mean vgg19, "):
+        TransferConfig.from_dict({"model": "VGG19"})
+    with pytest.raises(ConfigError, match="'model' = 'xyz' is not a torchvision classification model; e.g. resnet50"):
+        TransferConfig.from_dict({"model": "xyz"})
 
 
 def test_weights_none_is_one_fixed_backbone_and_path_loads_a_state_dict(tmp_path):

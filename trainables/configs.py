@@ -12,6 +12,7 @@ list, weights files, the feature dtype a device resolves to) is imported when a 
 """
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,9 +122,12 @@ class TransferConfig(SGDConfig):
     def extra_checks(self) -> None:
         from trainables.weights import classification_models
 
-        if self.model not in classification_models():
+        models = classification_models()
+        if self.model not in models:
+            close = difflib.get_close_matches(self.model.lower(), models, n=3)
             raise ConfigError(f"config 'model' = {self.model!r} is not a torchvision classification model; "
-                              f"e.g. resnet50, vgg19, resnet18, efficientnet_b0, vit_b_16")
+                              + (f"did you mean {' or '.join([', '.join(close[:-1]), close[-1]] if close[1:] else close)}?" if close else
+                                 "e.g. resnet50, vgg19, resnet18, efficientnet_b0, vit_b_16"))
 
     def check_data(self, data: "MnistData") -> None:
         """Enough images per digit, and weights that can be loaded (downloaded now if needed)."""
