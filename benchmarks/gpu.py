@@ -430,7 +430,46 @@ def section_stn(a: argparse.Namespace, data: MnistData, device: torch.device) ->
             out["recorded_eager"] = diag
         except Exception:
             out["recorded_eager_error"] = traceback.format_exc()
+        try:
+            out["recorded_eager_bisect"] = bisect = {
+                "without_dropout": recorded_vs_eager_steps(train, device, dropout=False),
+                "with_dropout": recorded_vs_eager_steps(train, device, dropout=True)}
+            say("  recorded against eager steps, same start and order: "
+                + "; ".join(f"{k.replace('_', ' ')}: parameters {v['param_rel_diff']:.2e} apart, mean loss "
+                            f"{v['eager_loss']:.4f} eager, {v['recorded_loss']:.4f} recorded"
+                            for k, v in bisect.items()))
+        except Exception:
+            out["recorded_eager_bisect_error"] = traceback.format_exc()
     return out
+
+
+def recorded_vs_eager_steps(train, device: torch.device, *, dropout: bool, steps: int = 150) -> dict[str, Any]:
+    """Where recorded uncompiled steps part from eager ones: the affine STN from the same weights, `steps` SGD
+    steps (batch 64) in the same order, once eagerly and once recorded (`loop.CudaGraphSteps`). Without dropout
+    the two are the same computation, equal up to cuDNN's reordered sums, so a large gap there points at the
+    convolutions, pooling, grid sampling or the optimizer, and none at the random masks. Returns how far the
+    parameters ended apart (largest relative norm of a difference) and each run's mean training loss."""
+    x, y = (t[:steps * 64].to(device) for t in train)
+    real = torch.nn.functional.dropout, torch.nn.functional.dropout2d
+    if not dropout:
+        torch.nn.functional.dropout = torch.nn.functional.dropout2d = lambda t, *args, **kwargs: t
+    runs = []
+    try:
+        for recorded in (False, True):
+            torch.manual_seed(0)
+            torch.cuda.manual_seed(0)
+            model = loop.prepare_model(build_stn("affine"), device)
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+            stepper = loop.CudaGraphSteps(model, optimizer, x, y) if recorded else None
+            with loop._cudnn_benchmark(device):
+                metrics = loop.train_one_epoch(model, x, y, optimizer, batch_size=64, device=device,
+                                               generator=loop.epoch_generator(0, 1, device), steps=stepper)
+            runs.append((metrics["loss"], [p.detach().float().cpu() for p in model.parameters()]))
+    finally:
+        torch.nn.functional.dropout, torch.nn.functional.dropout2d = real
+    (eager_loss, eager), (rec_loss, rec) = runs
+    diff = max(float((a - b).norm() / a.norm().clamp_min(1e-12)) for a, b in zip(eager, rec))
+    return {"steps": len(y) // 64, "param_rel_diff": diff, "eager_loss": eager_loss, "recorded_loss": rec_loss}
 
 
 @contextmanager
