@@ -321,7 +321,8 @@ def plot_tradeoff(budget: pd.DataFrame, plateau: float, compute: str, by_val: bo
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)  # under it, off the lines
     ax2.bar(E, budget["marginal_gain_best_group"].fillna(0) * 100, color="C0", alpha=0.7, label="best group")
-    ax2.plot(E, budget["marginal_gain_mean_trial"].fillna(0) * 100, color="C1", marker="o", markersize=2,
+    # no point at E=1 (nothing before it to gain on): a 0 there would read as a first epoch that added nothing
+    ax2.plot(E, budget["marginal_gain_mean_trial"] * 100, color="C1", marker="o", markersize=2,
              label="average trial")
     ax2.axhline(0, color="black", linewidth=0.5)
     ax2.set(xlabel="epoch budget E", ylabel="gain in best-so-far accuracy from epoch E (pp)")

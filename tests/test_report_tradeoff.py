@@ -116,6 +116,29 @@ def test_budget_table_plateau_and_curves(rep):
     assert row["test_acc_best_so_far_mean [fraction]"] == pytest.approx((0.96 + 1.0 + 0.7) / 3)
 
 
+def test_tradeoff_figure_draws_no_gain_for_the_first_epoch(monkeypatch):
+    from analysis import plots
+
+    made, real = [], plots._figure
+
+    def figure(*size):
+        made.append(real(*size))
+        return made[-1]
+
+    monkeypatch.setattr(plots, "_figure", figure)
+    budget = pd.DataFrame({"E": [1, 2, 3], "best_group_best_so_far": [0.5, 0.6, 0.65],
+                           "best_group_acc_at_E": [0.5, 0.6, 0.65], "mean_trial_best_so_far": [0.4, 0.5, 0.52],
+                           "mean_trial_acc_at_E": [0.4, 0.5, 0.52], "marginal_gain_best_group": [np.nan, 0.1, 0.05],
+                           "marginal_gain_mean_trial": [np.nan, 0.1, 0.02]})
+    png, _ = plots.plot_tradeoff(budget, plateau=2.0, compute="seconds")
+    assert png.startswith(PNG_MAGIC)
+    gains = made[0].axes[1]
+    # the average trial's gains from epoch 2 on, in points; epoch 1 has none (not a gain of 0)
+    line = gains.lines[0].get_ydata()
+    assert np.isnan(line[0]) and list(line[1:]) == pytest.approx([10.0, 2.0])
+    assert [bar.get_height() for bar in gains.patches] == pytest.approx([0.0, 10.0, 5.0])
+
+
 def test_best_vs_baseline_and_median(rep):
     c = pd.read_csv(rep / "comparison.csv").set_index("comparison")
     base = c.loc["best vs baseline"]
