@@ -274,7 +274,8 @@ def record_pass(run_dir: Path, key: str, images: int, seconds: float, gpus: floa
     if task is not None:
         passes = [p for p in passes if not (isinstance(p, dict) and p.get("task") == task)]
     model, weights, size, dtype = split_feature_key(key)
-    passes.append({"key": key, **({"task": task} if task is not None else {}), "model": model, "weights": weights, "image_size": size, "feature_dtype": dtype,
+    passes.append({"key": key, **({"task": task} if task is not None else {}), "model": model, "weights": weights,
+                   "image_size": size, "feature_dtype": dtype,
                    "images": int(images), "seconds": round(seconds, 3), "gpus": gpus,
                    "gpu_seconds": round(seconds * gpus, 3), "resumed_at": int(resumed_at), "complete": finished,
                    "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})

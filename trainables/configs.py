@@ -125,8 +125,9 @@ class TransferConfig(SGDConfig):
         models = classification_models()
         if self.model not in models:
             close = difflib.get_close_matches(self.model.lower(), models, n=3)
+            names = " or ".join([", ".join(close[:-1]), close[-1]] if len(close) > 1 else close)
             raise ConfigError(f"config 'model' = {self.model!r} is not a torchvision classification model; "
-                              + (f"did you mean {' or '.join([', '.join(close[:-1]), close[-1]] if close[1:] else close)}?" if close else
+                              + (f"did you mean {names}?" if close else
                                  "e.g. resnet50, vgg19, resnet18, efficientnet_b0, vit_b_16"))
 
     def check_data(self, data: "MnistData") -> None:
