@@ -22,6 +22,8 @@ import pyarrow.parquet as pq
 
 CONFIG_PREFIX = "config/"
 SEED_COLUMN = "config/seed"
+# significant digits of sampled floats wherever a page or a figure names a configuration (the CSVs keep them exact)
+SHOWN_DIGITS = 4
 REQUIRED_COLUMNS = ("trial_id", "epoch", "test_acc", "test_loss")
 PARALLEL_FILES = 4000  # below this, starting worker processes costs more than it saves
 BATCH_FILES = 256  # files read before their tables are merged into one (see _read_many)

@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FormatStrFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from analysis.logs import CONFIG_PREFIX, _formatted, format_value, group_labels
+from analysis.logs import CONFIG_PREFIX, SHOWN_DIGITS, _formatted, format_value, group_labels
 from analysis.tables import PLATEAU_PP, _order_key, choice_phrase, chosen_on, rank_column
 
 MAX_PLOTTED_GROUPS = 10  # more lines than this make the plot unreadable; the best ones are kept
@@ -129,7 +129,7 @@ def plot_curves(curv: pd.DataFrame, groups: pd.DataFrame, metric: str) -> tuple[
         caption += f"; top {len(shown)} of {len(groups)} groups by {_ranked_by(groups)}"
     if "loss" in metric and _spans(*_plotted_range(curv, shown, metric)):
         caption += f"; log scale: the losses span more than {LOG_SPAN}×"
-    short = dict(zip(groups["group"], group_labels(groups, gcols, digits=3)))  # legend only
+    short = dict(zip(groups["group"], group_labels(groups, gcols, digits=SHOWN_DIGITS)))
     fig = Figure(figsize=(10, 5), dpi=100)
     FigureCanvasAgg(fig)  # explicit Agg canvas: no pyplot, no global backend switch, works headless
     ax = fig.add_subplot()
@@ -153,7 +153,7 @@ def _plot_curves_by_model(curv: pd.DataFrame, groups: pd.DataFrame, metric: str,
     would be a flat line at 0 beside one of 400); a panel whose loss spans more than LOG_SPAN times is log."""
     rest = [c for c in gcols if c != MODEL_COLUMN]
     model = groups[MODEL_COLUMN].map(format_value)
-    labels = dict(zip(groups["group"], group_labels(groups, rest, digits=3)))
+    labels = dict(zip(groups["group"], group_labels(groups, rest, digits=SHOWN_DIGITS)))
     palette = {lab: f"C{i % 10}" for i, lab in enumerate(dict.fromkeys(labels.values()))}
     colors = {g: palette[lab] for g, lab in labels.items()}
     models = list(dict.fromkeys(model))  # groups are sorted already, so this is the models' sorted order
@@ -233,7 +233,7 @@ def plot_size_effect(table: pd.DataFrame, trials: pd.DataFrame, gcols: list[str]
     ranked = table.groupby("line", sort=False)["best_test_acc_mean"].mean().sort_values(ascending=False,
                                                                                          kind="stable")
     shown = [ln for ln in lines if ln in set(ranked.index[:MAX_PLOTTED_GROUPS])]
-    short = dict(zip(table["line"], group_labels(table, rest, digits=3)))  # legend only
+    short = dict(zip(table["line"], group_labels(table, rest, digits=SHOWN_DIGITS)))
     sizes = sorted(table[SIZE_COLUMN].unique())
     # Lines are nudged sideways a little so that error bars at the same size do not hide each other.
     span = (sizes[-1] - sizes[0]) or 1
@@ -345,10 +345,11 @@ COMPUTE_TITLES = {"compute_gpu_seconds": "GPU-seconds per trial (seconds × GPU 
                   "compute_seconds": "seconds per trial"}
 
 
-def plot_pareto(trials: pd.DataFrame, front: pd.Series, compute: str, marks: dict[str, str],
+def plot_pareto(trials: pd.DataFrame, front: pd.Series, compute: str, marks: dict[str, tuple[str, str]],
                 features: bool = False) -> tuple[bytes, str]:
-    """Best accuracy against compute per trial, the Pareto front as a step line; marks: label -> group;
-    ``features``: compute includes each trial's share of the feature pass (the axis label says so)."""
+    """Best accuracy against compute per trial, the Pareto front as a step line; marks: what to call a group's
+    trials -> (the group, its label as the page shows it); ``features``: compute includes each trial's share of the
+    feature pass (the axis label says so)."""
     fig = _figure(9, 5.5)
     ax = fig.add_subplot()
     x, y = trials[compute].astype(float), trials["best_test_acc"].astype(float) * PCT
@@ -358,10 +359,10 @@ def plot_pareto(trials: pd.DataFrame, front: pd.Series, compute: str, marks: dic
     f = trials[front].sort_values(compute)
     ax.step(f[compute], f["best_test_acc"] * PCT, where="post", color="C3", marker="o", markersize=4,
             label=f"Pareto front ({len(f)} trials)")
-    for i, (name, group) in enumerate(marks.items()):
+    for i, (name, (group, shown)) in enumerate(marks.items()):
         sel = trials["group"] == group
         ax.scatter(x[sel], y[sel], s=40, marker="*^"[i % 2], color=f"C{i}", zorder=3,
-                   label=f"{name}: {_short(group, 50)}")
+                   label=f"{name}: {_short(shown, 50)}")
     if x.min() > 0 and x.max() / max(x.min(), 1e-12) > 50:
         ax.set_xscale("log")
     what = COMPUTE_TITLES[compute] + (", training + its share of the feature pass" if features else "")
@@ -487,7 +488,7 @@ def plot_variants(curv: pd.DataFrame, groups: pd.DataFrame, variants: list[str])
     """One panel per test variant (test_acc/clean, /elastic, ...): mean accuracy per epoch of the top groups."""
     shown = _top_groups(groups)
     gcols = [c for c in groups if c.startswith(CONFIG_PREFIX)]
-    labels = dict(zip(groups["group"], group_labels(groups, gcols, digits=3)))
+    labels = dict(zip(groups["group"], group_labels(groups, gcols, digits=SHOWN_DIGITS)))
     ncols = min(len(variants), 3)
     nrows = -(-len(variants) // ncols)
     fig = _figure(4.5 * ncols + 2, 4 * nrows)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from analysis import tradeoff
 from analysis.compute import feature_shares, read_feature_passes
-from analysis.logs import group_columns, group_labels, load_logs
+from analysis.logs import SHOWN_DIGITS, group_columns, group_labels, load_logs
 from analysis.tables import PHASE_COLUMN, curves, group_summary, gpu_share, trial_summary
 
 SEARCH_STUDY_FILE = "optuna.db"  # sweeps/search.py keeps a search's Optuna study in RUN_DIR under this name
@@ -45,7 +45,7 @@ class RunData:
     def shown(self) -> dict[str, str]:
         """Group label -> the same with floats to 4 significant digits (more where two values would read the
         same), for the pages; the exact label keys the tables and the CSVs."""
-        return dict(zip(self.trials["group"], group_labels(self.trials, self.gcols, digits=4)))
+        return dict(zip(self.trials["group"], group_labels(self.trials, self.gcols, digits=SHOWN_DIGITS)))
 
     def readable(self, group: str) -> str:
         return self.shown.get(group, group)

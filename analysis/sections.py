@@ -200,8 +200,8 @@ def tradeoff_section(d: RunData) -> Section:
 def pareto_section(d: RunData) -> Section:
     front = d.trials["pareto"]
     winner = confirmed_winner(d)
-    marks = {"best group" if winner is None else "confirmed winner":
-             winner or d.groups.loc[d.groups[rank_column(d.groups)].idxmax(), "group"]}
+    marked = winner or d.groups.loc[d.groups[rank_column(d.groups)].idxmax(), "group"]
+    marks = {"best group" if winner is None else "confirmed winner": (marked, d.readable(marked))}
     png, caption = plots.plot_pareto(d.trials, front, d.compute, marks, d.passes is not None)
     parts = seconds_columns(d) if d.passes is not None else {}  # without a feature pass, compute is training
     cols = ["trial_id", "group", d.compute, *parts, "best_test_acc", "best_acc_epoch", "epochs", "stop_reason"]

@@ -337,9 +337,18 @@ def test_without_a_confirm_phase_the_headline_says_optimistic(tmp_path, marker):
     assert not (out / "confirm.csv").exists()
 
 
-def test_the_headline_shows_sampled_values_readably(tmp_path):
+def test_the_headline_shows_sampled_values_readably(tmp_path, monkeypatch):
     """An Optuna-sampled learning rate has 17 digits: the headline and its ranked table show 4 (more where two
     values would read the same), and confirm_ranked.csv keeps each exact."""
+    from analysis import plots
+
+    legends, real = [], plots._png
+
+    def png(fig):  # every figure's legend texts, as drawn
+        legends.extend(t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts())
+        return real(fig)
+
+    monkeypatch.setattr(plots, "_png", png)
     exact = {0.01: 0.01, 0.05: 0.008818300261327749, 0.1: 0.015644898162645162}
     trials = []
     for prefix, table, phase in (("s", SEARCH, "search"), ("c", CONFIRM, "confirm")):
@@ -367,3 +376,6 @@ def test_the_headline_shows_sampled_values_readably(tmp_path):
     assert "| best vs baseline | lr=0.008818 | lr=0.01 |" in md
     assert "Best group (chosen on validation): lr=0.01564:" in md
     assert set(pd.read_csv(out / "groups.csv")["group"]) == set(ranked["group"])  # the CSVs stay exact
+    # and so do the figures' legends, in the same digits as the tables: the curves, the Pareto plot's winner
+    assert "lr=0.008818" in legends and "confirmed winner: lr=0.008818" in legends, legends
+    assert not [t for t in legends if "0.0088183" in t or "0.015644" in t], legends
