@@ -152,6 +152,15 @@ def _start_methods() -> list[str]:
     return multiprocessing.get_all_start_methods()
 
 
+def fixed_value(d: RunData, column: str) -> str:
+    """`name=value` of a configuration value every trial shares; a None says what it stands for when sweep.json
+    tells (`val_per_class=None (a tenth of the smallest digit's training images)`)."""
+    text = group_label(d.df.iloc[0], [column])
+    name = column.removeprefix(CONFIG_PREFIX)
+    meaning = ((d.sweep or {}).get("none_means") or {}).get(name)
+    return f"{text} ({meaning})" if text == f"{name}=None" and isinstance(meaning, str) else text
+
+
 def _facts(d: RunData) -> list[str]:
     fixed = [c for c in config_columns(d.df) if c not in d.gcols and c != SEED_COLUMN]
     best = d.groups.loc[d.groups[rank_column(d.groups)].idxmax()]
@@ -160,7 +169,7 @@ def _facts(d: RunData) -> list[str]:
         f"{len(d.trials)} trials in {len(d.groups)} group(s), {len(d.df)} rows (trial × epoch), "
         f"up to {d.df['epoch'].max()} epochs.",
         "Varying: " + (", ".join(c.removeprefix(CONFIG_PREFIX) for c in d.gcols) or "nothing (one group)") + ".",
-        "Fixed: " + (group_label(d.df.iloc[0], fixed) if fixed else "nothing") + ".",
+        "Fixed: " + (", ".join(fixed_value(d, c) for c in fixed) if fixed else "nothing") + ".",
         f"Best group{' (chosen on validation)' if by_val else ''}: {d.readable(best['group'])}: "
         f"{'test accuracy at the val-chosen epoch' if by_val else 'best test accuracy'} "
         f"{fmt_pct_pm(best['best_test_acc_mean'], best['best_test_acc_std'], sign=True)}"

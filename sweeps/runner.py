@@ -396,7 +396,10 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
         if not restoring:  # a resumed sweep keeps its first configuration (Tune ignores a changed space)
             atomic_write(run_dir / "sweep.json", json.dumps({
                 "sweep": study.name, "argv": sys.argv, "args": resolved_args(args), "recipe": plan.recipe,
-                "resources_per_trial": resources, "configs": [c.to_dict() for c in plan.configs]},
+                "resources_per_trial": resources, "configs": [c.to_dict() for c in plan.configs],
+                # what a None in a configuration stands for, so the report can say it (analysis reads no config class)
+                "none_means": {name: meaning for name in study.config_cls.field_types()
+                               if (meaning := study.config_cls.meta(name).get("none"))}},
                 indent=2, default=str) + "\n")
         search_alg = scheduler = stopper = early_stop_reason = None
         metric = choice_metric(study, plan.configs)

@@ -52,6 +52,7 @@ def test_smoke_sweep_logs(smoke_run):
     assert (df["config/train_per_class"] == 100).all() and (df["config/lr"] == 0.01).all()
     sweep = json.loads((run / "sweep.json").read_text())
     assert len(sweep["configs"]) == 2
+    assert sweep["none_means"]["val_per_class"] == "a tenth of the smallest digit's training images"
     assert (run / ".lock").read_text() == ""  # the dead driver's lock was taken over, then released
 
 
@@ -60,6 +61,7 @@ def test_smoke_sweep_report(smoke_run):
     report = run / "report"
     for name in ("index.html", "report.md", "trials.csv", "test_acc.png", "test_loss.png"):
         assert (report / name).stat().st_size > 0, name
+    assert "val_per_class=None (a tenth of the smallest digit's training images)" in (report / "report.md").read_text()
     trials = pd.read_csv(report / "trials.csv", dtype={"trial_id": str})  # Ray ids can be all digits
     logs = pd.read_parquet(run / "logs")
     best = logs.groupby("trial_id")["test_acc"].max()

@@ -166,3 +166,24 @@ def test_parallel_reading_gives_the_same_frame(run_dir):
     one, two = load_logs(run_dir, workers=1), load_logs(run_dir, workers=3)
     pd.testing.assert_frame_equal(one, two)
     assert sorted(s["file"] for s in two.attrs["skipped"]) == SKIPPED
+
+
+def test_a_fixed_none_says_what_it_stands_for(tmp_path):
+    """A None every trial shares ("test_limit=None") is followed by its meaning, which the sweep wrote into
+    sweep.json (analysis reads no config class); without it, the value alone."""
+    import json
+
+    run = tmp_path / "run"
+    write_logs(run / "logs", [LogTrial(f"t{s}", {"lr": 0.01, "seed": s, "test_limit": None, "epochs": 1},
+                                       [epoch_metrics(0.5 + s / 10)]) for s in range(2)],
+               config_types={"lr": float, "seed": int, "test_limit": int | None, "epochs": int})
+
+    def fixed():
+        md = (build_report(run).parent / "report.md").read_text()
+        return next(line for line in md.splitlines() if line.startswith("- Fixed:"))
+
+    assert fixed() == "- Fixed: epochs=1, lr=0.01, test_limit=None."
+    (run / "sweep.json").write_text(json.dumps({"configs": [{"lr": 0.01, "seed": 0}],
+                                                "none_means": {"test_limit": "the whole test set",
+                                                               "lr": "never shown: lr is not None"}}))
+    assert fixed() == "- Fixed: epochs=1, lr=0.01, test_limit=None (the whole test set)."
