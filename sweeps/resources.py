@@ -33,8 +33,9 @@ from typing import Any, Mapping, Sequence
 
 from trainables.errors import UserError
 
-__all__ = ["Shape", "check_address", "check_fits", "current_nodes", "autoscaler_node_types", "node_types_from_config",
-           "node_types_from_cluster_config", "config_file_from_cmdline", "monitor_args"]
+__all__ = ["Shape", "check_address", "check_fits", "cluster_summary", "describe_request", "current_nodes",
+           "autoscaler_node_types", "node_types_from_config", "node_types_from_cluster_config",
+           "config_file_from_cmdline", "monitor_args"]
 
 BOOTSTRAP_CONFIG = Path("~/ray_bootstrap_config.yaml")  # `ray up` writes the cluster's config here on the head
 RAY_CLIENT_PORT = 10001  # `ray start --head` serves Ray Client (ray://) here by default
@@ -199,6 +200,11 @@ def check_fits(per_trial: Mapping[str, Any], nodes: Sequence[Shape] | None = Non
     raise UserError(_no_fit_message(want, nodes, node_types, local))
 
 
+def describe_request(per_trial: Mapping[str, Any]) -> str:
+    """One trial's request in words: "1 CPU, 1 GPU"."""
+    return _describe(_request(per_trial))
+
+
 def _request(per_trial: Mapping[str, Any]) -> dict[str, float]:
     """Tune's resource dict ({"cpu": 2, "gpu": 0.5, "memory": ..., "custom_resources": {...}}) → Ray's names."""
     want: dict[str, float] = {}
@@ -239,14 +245,7 @@ def _no_fit_message(want: dict[str, float], nodes: Sequence[Shape], node_types: 
     asked = f"{FLAGS['CPU']} {want['CPU']:g} {FLAGS['GPU']} {want['GPU']:g}"
     if other:
         asked += " (" + ", ".join(f"{v:g} {k}" for k, v in other.items()) + ")"
-    n = len(nodes)
-    has = (f"its nodes have at most {most('CPU', nodes):g} CPU and {most('GPU', nodes):g} GPU each "
-           f"({sum(float(s.resources.get('CPU', 0)) for s in nodes):g} CPU, "
-           f"{sum(float(s.resources.get('GPU', 0)) for s in nodes):g} GPU in total on {n} node{'s' * (n != 1)})")
-    if node_types:
-        has += "; the autoscaler can add " + ", ".join(f"{t.name} ({_describe(t.resources)})" for t in node_types)
-    else:
-        has += " and no autoscaler that adds nodes was found"
+    has = cluster_summary(nodes, node_types)
     if fixes and cpu > 0:
         todo = "pass " + " ".join(fixes)
     elif cpu <= 0 < want["CPU"]:
@@ -260,6 +259,22 @@ def _no_fit_message(want: dict[str, float], nodes: Sequence[Shape], node_types: 
         todo += ", or join a cluster whose nodes have GPUs"
     return (f"{asked}: no node of this cluster can ever hold one trial (its CPUs and GPUs must fit on one node): "
             f"{has}; {todo}")
+
+
+def cluster_summary(nodes: Sequence[Shape], node_types: Sequence[Shape]) -> str:
+    """What the cluster offers trials, in words: its nodes' largest and total CPUs and GPUs, and what the
+    autoscaler can add (all shapes with known resources)."""
+    def most(key: str) -> float:
+        return max((float(s.resources.get(key, 0)) for s in nodes), default=0.0)
+
+    n = len(nodes)
+    has = (f"its nodes have at most {most('CPU'):g} CPU and {most('GPU'):g} GPU each "
+           f"({sum(float(s.resources.get('CPU', 0)) for s in nodes):g} CPU, "
+           f"{sum(float(s.resources.get('GPU', 0)) for s in nodes):g} GPU in total on {n} node{'s' * (n != 1)})")
+    if node_types:
+        return has + "; the autoscaler can add " + ", ".join(f"{t.name} ({_describe(t.resources)})"
+                                                            for t in node_types)
+    return has + " and no autoscaler that adds nodes was found"
 
 
 def current_nodes() -> list[Shape] | None:

@@ -363,6 +363,7 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
     from ray.tune.search import BasicVariantGenerator
 
     from sweeps.console import LiveReport, RestoreNotes, TrialProgress
+    from sweeps.node_watch import NoNodeWatch
     from sweeps.parquet_logger import ParquetLogger
     from sweeps.search import build_search
     from sweeps.tune_state import SnapshotCopy, refuse_restart
@@ -401,6 +402,8 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
                 "none_means": {name: meaning for name in study.config_cls.field_types()
                                if (meaning := study.config_cls.meta(name).get("none"))}},
                 indent=2, default=str) + "\n")
+        # on a cluster, trials that no node can hold any more (a lost node) end the sweep instead of waiting for ever
+        watch = NoNodeWatch(resources) if args.address else None
         search_alg = scheduler = stopper = early_stop_reason = None
         metric = choice_metric(study, plan.configs)
         if plan.search is not None:
@@ -417,6 +420,7 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
                                                            phase=phase or "trials", tags=tags)]
             views += [live] if live is not None else []
             views.append(RestoreNotes())  # with or without --verbose: a skipped checkpoint is always said
+            views += [watch] if watch is not None else []
             if (run_dir / name / "tuner.pkl").exists():
                 refuse_restart()
                 for made in recreate_missing_checkpoints(run_dir / name):
@@ -482,7 +486,8 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
         if live is not None:
             live.stop()  # a refresh still running must not overwrite the final report
         stop_ray()
-    return _summarize(args, study, run_dir, results, time.perf_counter() - t0, total, metric)
+    return _summarize(args, study, run_dir, results, time.perf_counter() - t0, total, metric,
+                      stopped=watch.reason if watch is not None else None)
 
 
 def drop_scratch(study: Study, run_dir: Path) -> None:
@@ -504,7 +509,9 @@ def _stored_points(run_dir: Path) -> list | None:
         return None
 
 
-def _summarize(args, study: Study, run_dir: Path, results: list, seconds: float, total: int, metric: str) -> int:
+def _summarize(args, study: Study, run_dir: Path, results: list, seconds: float, total: int, metric: str,
+               stopped: str | None = None) -> int:
+    """The sweep's last lines and exit code; `stopped`: why the runner stopped it (NoNodeWatch's reason)."""
     # Counted from Tune's final snapshots: after a Ctrl-C, Tune's in-memory trials read TERMINATED once their
     # actors are stopped, while the snapshot keeps what they were (RUNNING, PENDING).
     statuses = [*_experiment_trials(run_dir / TUNE_DIR).values(),
@@ -529,6 +536,9 @@ def _summarize(args, study: Study, run_dir: Path, results: list, seconds: float,
             print(f"  failed trial in {result.path}: {str(result.error).strip().splitlines()[-1]}")
     print(f"logs: {run_dir / 'logs'} (pandas.read_parquet reads it whole)")
     _write_report(args, run_dir)
+    if interrupted and stopped:
+        print(f"error: {stopped}, {_continue_hint(args)}", file=sys.stderr)
+        return 1
     if interrupted:
         print(f"interrupted: {finished} of {total} trials finished, {unfinished} did not; {_continue_hint(args)}",
               file=sys.stderr)

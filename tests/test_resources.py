@@ -273,3 +273,54 @@ def test_other_address_forms(monkeypatch):
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")  # what ray.init would join without --address
     with pytest.raises(UserError, match="^RAY_ADDRESS=127.0.0.1:1: no Ray cluster answers"):
         check_address(None, timeout_s=5)
+
+
+def test_the_node_watch_stops_a_sweep_only_after_no_node_held_a_waiting_trial_for_the_timeout(monkeypatch, capsys):
+    import pickle
+    from types import SimpleNamespace
+
+    from sweeps import node_watch
+
+    head, worker = Shape("head", {"CPU": 0.0}), Shape("worker", {"CPU": 2.0})
+    cluster = {"nodes": [head, worker], "types": []}
+    monkeypatch.setattr(node_watch, "current_nodes", lambda: cluster["nodes"])
+    monkeypatch.setattr(node_watch, "autoscaler_node_types", lambda: cluster["types"])
+    watch = node_watch.NoNodeWatch({"cpu": 1, "gpu": 0}, timeout=30)
+    now, stops = [0.0], []
+    watch.clock, watch.stop = lambda: now[0], lambda: stops.append(now[0])
+    pending, running = SimpleNamespace(status="PENDING"), SimpleNamespace(status="RUNNING")
+
+    def step(at, *trials):
+        now[0] = at
+        watch.on_step_begin(0, list(trials))
+        return watch.since
+
+    assert step(0, pending) is None  # a node holds it: the trial waits for a slot, as Tune would have it
+    cluster["nodes"] = [head]  # the worker is lost
+    assert step(5, pending) is None  # checked at most every 10 s
+    assert step(10, running) is None  # nothing waits: nothing to check
+    assert step(20, pending) == 20
+    assert "note: no node of the cluster can hold a waiting trial (1 CPU, 0 GPU) right now" in capsys.readouterr().out
+    assert step(40, pending) == 20 and not stops and watch.reason is None
+    cluster["nodes"] = [head, worker]  # back in time: the clock starts again when it is lost again
+    assert step(50, pending) is None
+    cluster["nodes"] = [head]
+    assert step(110, pending) == 110 and step(130, pending) == 110 and not stops
+    step(140, pending)
+    assert stops == [140]
+    assert watch.reason.startswith("the sweep stopped: for 30 s no node of the cluster could hold a waiting trial "
+                                   "(1 CPU, 0 GPU), as after a lost node: its nodes have at most 0 CPU and 0 GPU")
+    step(200, pending)
+    assert stops == [140]  # stopped once
+    # an autoscaler that can add a node holding the trial: the sweep waits for it, however long
+    cluster["types"] = [Shape("cpu_worker", {"CPU": 4.0})]
+    patient = node_watch.NoNodeWatch({"cpu": 1, "gpu": 0}, timeout=30)
+    patient.clock, patient.stop = (lambda: now[0]), (lambda: stops.append(now[0]))
+    for now[0] in (300, 400, 500):
+        patient.on_step_begin(0, [pending])
+    assert patient.since is None and stops == [140]
+    # Tune pickles callbacks with the experiment: a restored sweep's watch starts afresh
+    fresh = node_watch.NoNodeWatch({"cpu": 1, "gpu": 0}, timeout=30)
+    fresh.since, fresh.reason = 5.0, "stopped"
+    again = pickle.loads(pickle.dumps(fresh))
+    assert (again.since, again.reason, again.timeout, again.per_trial) == (None, None, 30.0, {"cpu": 1, "gpu": 0})
