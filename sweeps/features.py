@@ -44,6 +44,7 @@ import torch
 from analysis.compute import FEATURES_FILE
 from analysis.files import atomic_path, atomic_write
 from sweeps.console import STATUS_EVERY_S, FeatureProgress, label
+from sweeps.node_watch import NoNodeLeft, NoNodeWatch
 from trainables.configs import FEATURE_CACHE_DIR
 from trainables.loop import pick_device, pin_threads
 from trainables.transfer import (TransferConfig, feature_images, feature_jobs, feature_requests, feature_set,
@@ -200,6 +201,9 @@ def cached_features(data, configs, resources: dict[str, float], args=None) -> di
     # Wait for every task before any trial starts (trials would hold the CPUs the tasks need) and surface a
     # failed one here, once; the trials get the object refs and each fetches only its own backbone's features.
     last: dict[str, Progress] = {}  # each unfinished task's latest count
+    # on a cluster, a task that no node can hold any more (its node lost) ends the sweep instead of waiting for ever
+    watch = NoNodeWatch({"cpu": resources["cpu"], "gpu": gpus}, what="feature task") \
+        if getattr(args, "address", None) else None
     # each task's one entry in features.json, replaced as it goes (at each chunk, then at its end)
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%f")
     tasks = {key: f"{key}@{started}" for key in gens}
@@ -209,8 +213,13 @@ def cached_features(data, configs, resources: dict[str, float], args=None) -> di
         with FeatureProgress({key: len(idx) + n for key, (idx, n) in jobs.items() if key in gens},
                              initial={key: starts[key] for key in gens}) as bars:
             pending = dict(gens)
+            if watch is not None:
+                watch.say = bars.line
+            wait_s = STATUS_EVERY_S if watch is None else min(STATUS_EVERY_S, watch.every)
             while pending:
-                ready, _ = ray.wait(list(pending.values()), num_returns=1, timeout=STATUS_EVERY_S)
+                ready, _ = ray.wait(list(pending.values()), num_returns=1, timeout=wait_s)
+                if watch is not None and watch.poll(waiting=True):
+                    raise NoNodeLeft(watch.reason)
                 for gen in ready:
                     key = next(k for k, g in pending.items() if g is gen)
                     try:

@@ -8,7 +8,8 @@ autoscaler can add, holds one (`sweeps.resources.check_fits`). When none has for
 seconds (300 by default: time for a restarted node to rejoin), it stops the run as a Ctrl-C does, through the
 stop signal Tune listens for (SIGUSR1: the trials stop, the experiment is snapshotted, nothing is lost), and the
 runner ends with one `error:` line and the command that continues the sweep once such a node is back. A cluster
-whose autoscaler can add a node that holds a trial is left to wait for it.
+whose autoscaler can add a node that holds a trial is left to wait for it. The transfer studies' feature pass,
+which runs before any trial, polls the same check and raises `NoNodeLeft` (its chunks so far are kept).
 
     watch = NoNodeWatch({"cpu": 1, "gpu": 1})     # the trials' resources, as tune.with_resources takes them
     tune.RunConfig(callbacks=[..., watch])
@@ -27,8 +28,11 @@ from typing import Any, Mapping
 
 from ray import tune
 
-from sweeps.resources import autoscaler_node_types, check_fits, cluster_summary, current_nodes, describe_request
+from sweeps.resources import (NoNodeLeft, autoscaler_node_types, check_fits, cluster_summary, current_nodes,
+                              describe_request)
 from trainables.errors import UserError
+
+__all__ = ["NoNodeWatch", "NoNodeLeft", "timeout_s"]
 
 TIMEOUT_ENV = "SWEEPS_NO_NODE_TIMEOUT_S"
 DEFAULT_TIMEOUT_S = 300.0
@@ -41,10 +45,11 @@ def timeout_s() -> float:
 
 class NoNodeWatch(tune.Callback):
     """Stops the run once waiting trials have found no node to hold them for `timeout` seconds; `reason` then
-    says why (None while the run goes on). `clock` and `stop` are for tests."""
+    says why (None while the run goes on). `poll` is the check itself, for a driver that waits on other work
+    (the feature pass, `what="feature task"`); `clock`, `say` and `stop` can be replaced (tests, progress bars)."""
 
-    def __init__(self, per_trial: Mapping[str, Any], timeout: float | None = None):
-        self.per_trial = dict(per_trial)
+    def __init__(self, per_trial: Mapping[str, Any], timeout: float | None = None, what: str = "trial"):
+        self.per_trial, self.what = dict(per_trial), what
         self.timeout = timeout_s() if timeout is None else float(timeout)
         self.every = min(CHECK_EVERY_S, self.timeout / 3)
         self.last_check = -math.inf
@@ -57,6 +62,9 @@ class NoNodeWatch(tune.Callback):
 
     def clock(self) -> float:
         return time.monotonic()
+
+    def say(self, line: str) -> None:
+        print(line, flush=True)
 
     def stop(self) -> None:
         """Tune's own stop: its SIGUSR1 handler ends the run loop after this step, snapshots, and returns. Where
@@ -71,23 +79,33 @@ class NoNodeWatch(tune.Callback):
             raise KeyboardInterrupt
 
     def on_step_begin(self, iteration: int, trials: list, **info) -> None:
+        if self.poll(any(t.status == "PENDING" for t in trials)):
+            self.stop()
+
+    def poll(self, waiting: bool) -> bool:
+        """Called while the driver waits (at most one check every `every` seconds): True once, when work has
+        been `waiting` for `timeout` seconds with no node that can hold it; `reason` then says why."""
         now = self.clock()
         if self.reason is not None or now - self.last_check < self.every:
-            return
+            return False
         self.last_check = now
-        lacking = self.lacking() if any(t.status == "PENDING" for t in trials) else None
+        lacking = self.lacking() if waiting else None
         if lacking is None:
             self.since = None
-            return
+            return False
         if self.since is None:
             self.since = now
-            print(f"note: no node of the cluster can hold a waiting trial ({describe_request(self.per_trial)}) "
-                  f"right now: {lacking}; the sweep stops in {self.timeout:.0f} s unless one joins", flush=True)
-        elif now - self.since >= self.timeout:
-            self.reason = (f"the sweep stopped: for {self.timeout:.0f} s no node of the cluster could hold a waiting "
-                           f"trial ({describe_request(self.per_trial)}), as after a lost node: {lacking}. "
-                           f"Every finished epoch is kept; once the cluster has such a node again")
-            self.stop()
+            self.say(f"note: no node of the cluster can hold a waiting {self.what} "
+                     f"({describe_request(self.per_trial)}) right now: {lacking}; the sweep stops in "
+                     f"{self.timeout:.0f} s unless one joins")
+            return False
+        if now - self.since < self.timeout:
+            return False
+        self.reason = (f"the sweep stopped: for {self.timeout:.0f} s no node of the cluster could hold a waiting "
+                       f"{self.what} ({describe_request(self.per_trial)}), as after a lost node: {lacking}. "
+                       f"Every finished {'epoch' if self.what == 'trial' else 'chunk'} is kept; once the cluster has "
+                       f"such a node again")
+        return True
 
     def lacking(self) -> str | None:
         """What the cluster has, when no alive node and no node type holds a trial; None when one does, or when

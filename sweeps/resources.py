@@ -33,7 +33,7 @@ from typing import Any, Mapping, Sequence
 
 from trainables.errors import UserError
 
-__all__ = ["Shape", "check_address", "check_fits", "cluster_summary", "describe_request", "current_nodes",
+__all__ = ["NoNodeLeft", "Shape", "check_address", "check_fits", "cluster_summary", "describe_request", "current_nodes",
            "autoscaler_node_types", "node_types_from_config", "node_types_from_cluster_config",
            "config_file_from_cmdline", "monitor_args"]
 
@@ -42,6 +42,11 @@ RAY_CLIENT_PORT = 10001  # `ray start --head` serves Ray Client (ray://) here by
 GCS_PROBE_MAX_S = 10.0  # the GCS handshake after a TCP connect; Ray adds ~10 s of its own on failure
 EPS = 1e-4  # Ray's resource granularity
 FLAGS = {"CPU": "--cpus-per-trial", "GPU": "--gpus-per-trial"}
+
+
+class NoNodeLeft(RuntimeError):
+    """Work waited too long with no node of the cluster that can hold it (sweeps/node_watch.py): the sweep stops
+    and can be resumed once the cluster has such a node again."""
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from analysis.runstate import LOCK, RunLock, RunLocked, write_status
 from sweeps.confirm import CONFIRM_DIR, CONFIRM_FILE, best_configs, confirm_points, confirm_seeds, confirm_tags, \
     load_or_choose
 from sweeps.options import build_parser, describe, resolve, resolved_args
-from sweeps.resources import check_address, check_fits
+from sweeps.resources import NoNodeLeft, check_address, check_fits
 from sweeps.study import Study
 from trainables.errors import UserError
 
@@ -142,6 +142,9 @@ def run_study(study: Study, argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # before the Tuner runs, or a second Ctrl-C during its last snapshot
         print(f"\ninterrupted: {_continue_hint(args)}", file=sys.stderr)
         return 130
+    except NoNodeLeft as err:  # the feature pass found no node to run on any more
+        print(f"error: {err}, {_continue_hint(args)}", file=sys.stderr)
+        return 1
     except Exception as err:
         if isinstance(err, BrokenPipeError) and args.dry_run:
             # `--dry-run | head`: the reader has what it wanted and nothing ran, so there is nothing to resume.
@@ -387,7 +390,7 @@ def _run_locked(study: Study, args: argparse.Namespace, plan, run_dir: Path, cpu
             write_status(run_dir, "running", trials=total, finished=0)
             try:
                 shared = study.prepare(data, prep_configs, resources, args)
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, NoNodeLeft):
                 write_status(run_dir, "interrupted", trials=total, finished=0)
                 raise
         trainable = tune.with_resources(tune.with_parameters(study.trainable, data=data, **shared), resources)

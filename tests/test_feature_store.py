@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -21,6 +22,8 @@ from sweeps.features import Chunk, FeatureStore, Finished, Progress, _task
 from trainables.transfer import FeatureSet, TransferConfig, feature_jobs
 
 KEY = "resnet18|none|32|fp32"
+# the GCS declares a killed node dead after a second or two instead of Ray's default tens of seconds
+FAST_NODE_DEATH = {"health_check_period_ms": 500, "health_check_timeout_ms": 500, "health_check_failure_threshold": 3}
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +153,60 @@ def test_the_driver_reads_a_finished_pass_back_and_resumes_a_cut_one(mnist, tmp_
         assert torch.equal(resumed, whole)
     finally:
         ray.shutdown()
+
+
+@pytest.mark.slow
+def test_a_feature_pass_whose_node_is_lost_stops_and_resumes_from_its_chunks(mnist, tmp_path, monkeypatch, capsys):
+    """On a cluster (a head without CPUs and one worker) the worker dies after the pass's first chunk: the retried
+    task can run nowhere, so after SWEEPS_NO_NODE_TIMEOUT_S `cached_features` raises NoNodeLeft instead of waiting
+    for ever, keeping the chunks; with a worker back, the pass resumes after them."""
+    import threading
+
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from sweeps.features import cached_features
+    from sweeps.node_watch import NoNodeLeft
+
+    # 150 images at 64 px through a ResNet50 on one CPU: seconds after the first chunk, time enough to lose the node
+    cfg = TransferConfig(model="resnet50", weights="none", image_size=64, train_per_class=10, val_per_class=0,
+                         test_limit=50)
+    monkeypatch.setenv("SWEEPS_FEATURE_CHUNK_S", "0")  # a chunk per batch of 64
+    monkeypatch.setenv("SWEEPS_NO_NODE_TIMEOUT_S", "2")
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "_system_config": FAST_NODE_DEATH})
+    worker = cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    args = SimpleNamespace(out=tmp_path, address=cluster.address)
+    lost = threading.Event()
+
+    def lose_the_worker_after_a_chunk():
+        while not list(tmp_path.glob("features/*/*.npy")):
+            time.sleep(0.05)
+        cluster.remove_node(worker, allow_graceful=False)
+        lost.set()
+
+    ray.init(address=cluster.address, configure_logging=False, log_to_driver=False)
+    try:
+        threading.Thread(target=lose_the_worker_after_a_chunk, daemon=True).start()
+        with pytest.raises(NoNodeLeft, match="for 2 s no node of the cluster could hold a waiting feature task "
+                                             r"\(1 CPU, 0 GPU\), as after a lost node"):
+            cached_features(mnist, [cfg], {"cpu": 1, "gpu": 0}, args)
+        assert lost.is_set()
+        kept = sum(len(np.load(p)) for p in tmp_path.glob("features/*/*.npy"))
+        assert 0 < kept < 150
+        err = capsys.readouterr().err
+        assert f"{kept:,} of 150 images kept in" in err and "--resume starts there" in err
+        first, = json.loads((tmp_path / "features.json").read_text())["passes"]
+        assert first["complete"] is False and first["images"] >= kept and first["seconds"] > 0
+
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        refs = cached_features(mnist, [cfg], {"cpu": 1, "gpu": 0}, args)["features"]
+        assert f"resuming at image {kept:,} of 150" in capsys.readouterr().out
+        fs = ray.get(refs[cfg.feature_key])
+        assert len(fs.train) + len(fs.test) == 150
+        passes = json.loads((tmp_path / "features.json").read_text())["passes"]
+        assert len(passes) == 2 and (passes[1]["resumed_at"], passes[1]["complete"]) == (kept, True)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()

@@ -16,6 +16,8 @@ from helpers import ROOT, SWEEP_TIMEOUT
 
 pytestmark = pytest.mark.slow
 EPOCHS = 8
+# the GCS declares a killed node dead after a second or two instead of Ray's default tens of seconds
+FAST_NODE_DEATH = {"health_check_period_ms": 500, "health_check_timeout_ms": 500, "health_check_failure_threshold": 3}
 
 
 def _restart_epochs(run) -> dict[str, list[int]]:
@@ -30,7 +32,8 @@ def _restart_epochs(run) -> dict[str, list[int]]:
 def test_worker_killed_mid_trial_resumes_elsewhere(mnist_dir, tmp_path):
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})  # trials can only run on workers
+    # trials can only run on workers
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "_system_config": FAST_NODE_DEATH})
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
     cluster.wait_for_nodes()
     run = tmp_path / "RUN"
@@ -77,7 +80,8 @@ def test_a_sweep_whose_last_worker_is_lost_stops_and_resumes_once_one_is_back(mn
     error line and the command that continues it; run once a worker is back, that command finishes the sweep."""
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})  # trials can only run on workers
+    # trials can only run on workers
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "_system_config": FAST_NODE_DEATH})
     worker = cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     run = tmp_path / "RUN"
