@@ -32,9 +32,8 @@ if worker := os.environ.get("PYTEST_XDIST_WORKER"):
 # reordering (most tests first), which put the long sweep files last.
 LONGEST_FIRST = ["test_search.py", "test_interrupts.py", "test_gpu_scheduling.py", "test_e2e_transfer.py",
                  "test_search_resume.py", "test_bad_inputs.py", "test_node_loss.py", "test_feature_store.py",
-                 "test_e2e_sweep.py",
-                 "test_e2e_deformed.py", "test_faults.py", "test_console.py", "test_trial_overhead.py",
-                 "test_gpu_benchmark.py", "test_report_tradeoff.py", "test_resources.py"]
+                 "test_e2e_sweep.py", "test_e2e_deformed.py", "test_faults.py", "test_console.py",
+                 "test_trial_overhead.py", "test_gpu_benchmark.py", "test_report_tradeoff.py", "test_resources.py"]
 
 
 def pytest_collection_modifyitems(session, config, items):
