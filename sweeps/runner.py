@@ -83,6 +83,17 @@ class _NoRestoreHint(logging.Filter):
         return "Tuner.restore(" not in record.getMessage()
 
 
+class _NoMetricsOfUnstartedTrials(logging.Filter):
+    """After an interrupted sweep Tune warns that it found no results for the trials that never started: the
+    runner's summary already counts them as not finished. Any other failure to read results is still shown."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if not text.startswith("Failed to fetch metrics for"):
+            return True
+        return not all("were not found at" in line for line in text.splitlines()[1:])
+
+
 def start_ray(address: str | None, verbose: bool = False):
     """Join the cluster at `address`, or start a local Ray whose dashboard (when ray[default] is installed)
     listens on 127.0.0.1 only: the dashboard can run jobs, so it must not face the network. Unless `verbose`,
@@ -93,6 +104,7 @@ def start_ray(address: str | None, verbose: bool = False):
 
     logging.getLogger("ray.tune.tune").addFilter(_NoRestoreHint())
     logging.getLogger("ray.tune.execution.tune_controller").addFilter(_OneLineTrialErrors())
+    logging.getLogger("ray.tune.analysis.experiment_analysis").addFilter(_NoMetricsOfUnstartedTrials())
     quiet_ray(verbose)
     if address:
         context = ray.init(address=address, configure_logging=True, logging_level="WARNING")
