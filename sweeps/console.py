@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -36,6 +37,8 @@ STATUS_EVERY_S = 30.0  # without a terminal: the longest silence while trials ru
 # Worker lines that say nothing a researcher needs: Ray Train's notes after every per-epoch checkpoint and when a
 # retried trial restores one (the failure itself is reported).
 _CHATTER = ("Checkpoint successfully created at:", "from checkpoint: Checkpoint(")
+# a lost node's message: its first sentences say what happened; the log tail after them is Ray's internals
+RAYLET_LOG_TAIL = re.compile(r"(Raylet is terminated\..*?)\s*Last \d+ lines of the Raylet logs:", re.DOTALL)
 
 
 def is_terminal(stream: TextIO | None = None) -> bool:
@@ -91,12 +94,15 @@ def quiet_ray(verbose: bool) -> None:
 def drop_chatter(lines: list[str]) -> list[str]:
     """Worker output minus Ray's routine messages and the SIGTERM traceback of a process Ray ended on purpose
     (a trial a scheduler stopped): a traceback block whose last line is `SystemExit` raised by Ray's SIGTERM
-    handler. Every other line, warnings and real tracebacks included, is kept."""
+    handler. A lost node's "Raylet is terminated" message keeps its first sentences, not the 20 lines of Ray's
+    internal log it quotes. Every other line, warnings and real tracebacks included, is kept."""
     kept: list[str] = []
     block: list[str] = []
     for line in lines:
         if any(c in line for c in _CHATTER):
             continue
+        if (died := RAYLET_LOG_TAIL.search(line)) is not None:
+            line = line[:died.end(1)] + " (its log: raylet.out in that node's Ray logs)"
         if block:
             block.append(line)
             if line and not line.startswith((" ", "\t")) and not line.startswith("Traceback"):
@@ -114,26 +120,50 @@ def drop_chatter(lines: list[str]) -> list[str]:
 
 
 def filter_worker_output(verbose: bool) -> None:
-    """After ray.init: pass the workers' output through `drop_chatter` on its way to this terminal. Uses Ray's
-    handler list for worker output (a private hook); if this Ray has none, its output is left as it is."""
+    """After ray.init: pass the workers' output, and the errors Ray publishes to the driver (a lost node's), through
+    `drop_chatter` on their way to this terminal, each of those errors once. Uses two private hooks of Ray's: its
+    handler list for worker output and the function its error listener prints with; where this Ray has neither,
+    its output is left as it is."""
     if verbose:
         return
+    said: set[str] = set()  # a lost node's message comes from each of its Ray agents: say it once
+
+    def keep(lines: list[str]) -> list[str]:
+        out = []
+        for line in drop_chatter(lines):
+            if line.startswith("Raylet is terminated"):
+                if line in said:
+                    continue
+                said.add(line)
+            out.append(line)
+        return out
+
     try:
         from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
+        original = dict(getattr(dispatcher, "handlers", [])).get("ray_print_logs")
     except ImportError:
+        original = None
+    if original is not None:
+        def filtered(data: dict[str, Any]) -> None:
+            if lines := keep(list(data.get("lines") or [])):
+                original({**data, "lines": lines})
+
+        dispatcher.remove_handler("ray_print_logs")
+        dispatcher.add_handler("ray_print_logs", filtered)
+    try:
+        from ray._private import worker as ray_worker
+        printer = ray_worker.print_to_stdstream  # called by the thread that prints errors published to the driver
+    except (ImportError, AttributeError):
         return
-    handlers = list(getattr(dispatcher, "handlers", []))
-    original = dict(handlers).get("ray_print_logs")
-    if original is None:
+    if getattr(printer, "filtered", False):  # a second sweep in this process
         return
 
-    def filtered(data: dict[str, Any]) -> None:
-        lines = drop_chatter(list(data.get("lines") or []))
-        if lines:
-            original({**data, "lines": lines})
+    def print_kept(data: dict[str, Any], ignore_prefix: bool) -> None:
+        if lines := keep(list(data.get("lines") or [])):
+            printer({**data, "lines": lines}, ignore_prefix=ignore_prefix)
 
-    dispatcher.remove_handler("ray_print_logs")
-    dispatcher.add_handler("ray_print_logs", filtered)
+    print_kept.filtered = True
+    ray_worker.print_to_stdstream = print_kept
 
 
 # -- the feature pass -----------------------------------------------------------------------------------------------

@@ -42,6 +42,14 @@ def test_worker_chatter_is_dropped_and_everything_else_kept():
     assert drop_chatter(lines) == ["UserWarning: the learning rate is large", *REAL_TRACE, "epoch 3 done"]
     # a traceback cut off at the end of a batch is kept as it is
     assert drop_chatter(REAL_TRACE[:2]) == REAL_TRACE[:2]
+    # a lost node's message (one multi-line entry): its first sentences, not the Raylet log it quotes
+    died = ("Raylet is terminated. Termination is unexpected. Possible reasons include: (1) SIGKILL by the user or "
+            "system OOM killer, (3) Other termination signals. Last 20 lines of the Raylet logs:\n"
+            "    [state-dump] \tNodeManager.GCTaskFailureReason - 1 total (1 active)\n"
+            "    [2026-12-02 18:27:34,785 I 2121 2121] (raylet) accessor.cc:475: Received address\n")
+    assert drop_chatter(["before", died, "after"]) == [
+        "before", "Raylet is terminated. Termination is unexpected. Possible reasons include: (1) SIGKILL by the user "
+        "or system OOM killer, (3) Other termination signals. (its log: raylet.out in that node's Ray logs)", "after"]
 
 
 def _trial(n: int, status: str, epoch: int = 0, acc: float | None = None, epochs: int = 3, **result):
