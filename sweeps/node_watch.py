@@ -23,10 +23,12 @@ import logging
 import math
 import os
 import signal
+import sys
 import time
 from typing import Any, Mapping
 
 from ray import tune
+from tqdm import tqdm
 
 from sweeps.resources import (NoNodeLeft, autoscaler_node_types, check_fits, cluster_summary, current_nodes,
                               describe_request)
@@ -64,7 +66,7 @@ class NoNodeWatch(tune.Callback):
         return time.monotonic()
 
     def say(self, line: str) -> None:
-        print(line, flush=True)
+        tqdm.write(line, file=sys.stdout)  # above the trials' progress bars, on a terminal
 
     def stop(self) -> None:
         """Tune's own stop: its SIGUSR1 handler ends the run loop after this step, snapshots, and returns. Where
