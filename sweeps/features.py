@@ -202,7 +202,7 @@ def cached_features(data, configs, resources: dict[str, float], args=None) -> di
     # failed one here, once; the trials get the object refs and each fetches only its own backbone's features.
     last: dict[str, Progress] = {}  # each unfinished task's latest count
     # on a cluster, a task that no node can hold any more (its node lost) ends the sweep instead of waiting for ever
-    watch = NoNodeWatch({"cpu": resources["cpu"], "gpu": gpus}, what="feature task") \
+    watch = NoNodeWatch({"cpu": resources["cpu"], "gpu": gpus}, what="feature task", kept="chunk") \
         if getattr(args, "address", None) else None
     # each task's one entry in features.json, replaced as it goes (at each chunk, then at its end)
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%f")

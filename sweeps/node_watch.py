@@ -48,10 +48,12 @@ def timeout_s() -> float:
 class NoNodeWatch(tune.Callback):
     """Stops the run once waiting trials have found no node to hold them for `timeout` seconds; `reason` then
     says why (None while the run goes on). `poll` is the check itself, for a driver that waits on other work
-    (the feature pass, `what="feature task"`); `clock`, `say` and `stop` can be replaced (tests, progress bars)."""
+    (the feature pass, `what="feature task", kept="chunk"`); `clock`, `say` and `stop` can be replaced (tests,
+    progress bars)."""
 
-    def __init__(self, per_trial: Mapping[str, Any], timeout: float | None = None, what: str = "trial"):
-        self.per_trial, self.what = dict(per_trial), what
+    def __init__(self, per_trial: Mapping[str, Any], timeout: float | None = None, what: str = "trial",
+                 kept: str = "epoch"):
+        self.per_trial, self.what, self.kept = dict(per_trial), what, kept  # kept: the unit of work that survives
         self.timeout = timeout_s() if timeout is None else float(timeout)
         self.every = min(CHECK_EVERY_S, self.timeout / 3)
         self.last_check = -math.inf
@@ -105,8 +107,7 @@ class NoNodeWatch(tune.Callback):
             return False
         self.reason = (f"the sweep stopped: for {self.timeout:.0f} s no node of the cluster could hold a waiting "
                        f"{self.what} ({describe_request(self.per_trial)}), as after a lost node: {lacking}. "
-                       f"Every finished {'epoch' if self.what == 'trial' else 'chunk'} is kept; once the cluster has "
-                       f"such a node again")
+                       f"Every finished {self.kept} is kept; once the cluster has such a node again")
         return True
 
     def lacking(self) -> str | None:

@@ -236,13 +236,9 @@ def _describe(resources: Mapping[str, float]) -> str:
 
 def _no_fit_message(want: dict[str, float], nodes: Sequence[Shape], node_types: Sequence[Shape], local: bool) -> str:
     shapes = [*nodes, *node_types]  # all with known resources here: an unknown one would have held the trial
-
-    def most(key: str, among: Sequence[Shape]) -> float:
-        return max((float(s.resources.get(key, 0)) for s in among), default=0.0)
-
     # The request that fits: the GPUs first (the scarcer), then as many CPUs as a node with those GPUs has.
-    gpu = min(want["GPU"], most("GPU", shapes))
-    cpu = min(want["CPU"], most("CPU", [s for s in shapes if _holds(s, {"GPU": gpu})]))
+    gpu = min(want["GPU"], _most("GPU", shapes))
+    cpu = min(want["CPU"], _most("CPU", [s for s in shapes if _holds(s, {"GPU": gpu})]))
     fixes = [f"{FLAGS['CPU']} {cpu:g}"] if 0 < cpu < want["CPU"] else []
     fixes += [f"{FLAGS['GPU']} {gpu:g}"] if gpu < want["GPU"] else []
     other = {k: v for k, v in want.items() if k not in ("CPU", "GPU")}
@@ -266,14 +262,16 @@ def _no_fit_message(want: dict[str, float], nodes: Sequence[Shape], node_types: 
             f"{has}; {todo}")
 
 
+def _most(key: str, among: Sequence[Shape]) -> float:
+    """The most of resource `key` any of `among` has (all with known resources)."""
+    return max((float(s.resources.get(key, 0)) for s in among), default=0.0)
+
+
 def cluster_summary(nodes: Sequence[Shape], node_types: Sequence[Shape]) -> str:
     """What the cluster offers trials, in words: its nodes' largest and total CPUs and GPUs, and what the
     autoscaler can add (all shapes with known resources)."""
-    def most(key: str) -> float:
-        return max((float(s.resources.get(key, 0)) for s in nodes), default=0.0)
-
     n = len(nodes)
-    has = (f"its nodes have at most {most('CPU'):g} CPU and {most('GPU'):g} GPU each "
+    has = (f"its nodes have at most {_most('CPU', nodes):g} CPU and {_most('GPU', nodes):g} GPU each "
            f"({sum(float(s.resources.get('CPU', 0)) for s in nodes):g} CPU, "
            f"{sum(float(s.resources.get('GPU', 0)) for s in nodes):g} GPU in total on {n} node{'s' * (n != 1)})")
     if node_types:
