@@ -93,8 +93,9 @@ def quiet_ray(verbose: bool) -> None:
 
 def drop_chatter(lines: list[str]) -> list[str]:
     """Worker output minus Ray's routine messages and the SIGTERM traceback of a process Ray ended on purpose
-    (a trial a scheduler stopped): a traceback block whose last line is `SystemExit` raised by Ray's SIGTERM
-    handler. A lost node's "Raylet is terminated" message keeps its first sentences, not the 20 lines of Ray's
+    (a trial a scheduler stopped, a worker ended at shutdown): a traceback block whose last line is `SystemExit`
+    raised by Ray's SIGTERM handler, with the "Exception ignored in" line before it when the signal arrived in a
+    callback. A lost node's "Raylet is terminated" message keeps its first sentences, not the 20 lines of Ray's
     internal log it quotes. Every other line, warnings and real tracebacks included, is kept."""
     kept: list[str] = []
     block: list[str] = []
@@ -109,6 +110,8 @@ def drop_chatter(lines: list[str]) -> list[str]:
                 # the exception line ends the block
                 if not (line.startswith("SystemExit") and any("sigterm" in b.lower() for b in block)):
                     kept.extend(block)
+                elif kept and kept[-1].startswith("Exception ignored in"):
+                    kept.pop()  # Python's header for an exception raised in a callback, here the SIGTERM one
                 block = []
             continue
         if line.startswith("Traceback (most recent call last)"):

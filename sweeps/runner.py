@@ -100,8 +100,11 @@ def start_ray(address: str | None, verbose: bool = False):
     Ray's routine output is kept off the terminal (sweeps/console.py)."""
     import ray
 
-    from sweeps.console import filter_worker_output, quiet_ray
+    from sweeps.console import filter_worker_output, is_terminal, quiet_ray
 
+    if not (is_terminal(sys.stdout) and is_terminal(sys.stderr)):
+        # Ray colours the "(train_stn pid=...)" prefix of worker output: in a file or a CI log the codes are noise
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
     logging.getLogger("ray.tune.tune").addFilter(_NoRestoreHint())
     logging.getLogger("ray.tune.execution.tune_controller").addFilter(_OneLineTrialErrors())
     logging.getLogger("ray.tune.analysis.experiment_analysis").addFilter(_NoMetricsOfUnstartedTrials())

@@ -40,6 +40,10 @@ def test_worker_chatter_is_dropped_and_everything_else_kept():
     lines = ["Checkpoint successfully created at: Checkpoint(filesystem=local, path=/r/tune/t/checkpoint_000001)",
              "UserWarning: the learning rate is large", *SIGTERM_TRACE, *REAL_TRACE, "epoch 3 done"]
     assert drop_chatter(lines) == ["UserWarning: the learning rate is large", *REAL_TRACE, "epoch 3 done"]
+    # the SIGTERM arriving in a callback (a worker ended at shutdown): Python's header line goes with its traceback
+    ignored = "Exception ignored in: <function WeakSet.__init__.<locals>._remove at 0x7f11ca2a6700>"
+    assert drop_chatter(["epoch 3 done", ignored, *SIGTERM_TRACE]) == ["epoch 3 done"]
+    assert drop_chatter([ignored, *REAL_TRACE]) == [ignored, *REAL_TRACE]
     # a traceback cut off at the end of a batch is kept as it is
     assert drop_chatter(REAL_TRACE[:2]) == REAL_TRACE[:2]
     # a lost node's message (one multi-line entry): its first sentences, not the Raylet log it quotes

@@ -35,6 +35,9 @@ def test_exceptions_retry_then_record_and_divergence_stops(tmp_path, capfd, monk
 
         from trainables.loop import MemoryReporter, TuneReporter, fit
 
+        if config["mode"] == "ok":
+            import sys
+            print("a line the trial prints", file=sys.stderr, flush=True)
         os.makedirs(attempts_dir, exist_ok=True)
         open(os.path.join(attempts_dir, f"{config['mode']}-{uuid.uuid4().hex}"), "w").close()
         torch.manual_seed(0)
@@ -62,6 +65,9 @@ def test_exceptions_retry_then_record_and_divergence_stops(tmp_path, capfd, monk
     assert sorted(said)[1].startswith("trial 00001 failed after 1 epoch(s): RuntimeError: injected failure"), said
     assert "ended (diverged) at epoch 1 ·" in sorted(said)[2], said
     assert "Traceback" not in out.out + out.err and "from checkpoint: Checkpoint(" not in out.out + out.err
+    # a trial's own output reaches the driver, its "(trainable pid=...)" prefix without colour codes off a terminal
+    printed = [line for line in out.err.splitlines() if line.endswith("a line the trial prints")]
+    assert printed and not any("\x1b[" in line for line in printed), printed
 
     df = pd.read_parquet(tmp_path / "run" / "logs")
     by_mode = {mode: g.sort_values("epoch") for mode, g in df.groupby("config/mode")}
