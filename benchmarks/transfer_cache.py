@@ -25,7 +25,7 @@ import torch
 
 from trainables import backbones
 from trainables.backbones import TransferNet, compute_features, load_backbone
-from trainables.data import load_mnist
+from trainables.data import load_mnist, stratified_split
 from trainables.loop import MemoryReporter
 from trainables.transfer import TransferConfig, feature_jobs, prepare_features, train_transfer
 
@@ -108,8 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         out["wall_ratio"] = out["tutorial"]["wall_s"] / out["cached"]["wall_s"]
         print(f"tutorial: {f_tut:,} forwards, {out['tutorial']['wall_s']:.1f} s")
         print(f"measured: {out['forward_ratio']:.1f}x fewer backbone forwards, {out['wall_ratio']:.1f}x less wall time")
-        # Tutorial forwards per trial are epochs x (train + test images); cached ones do not grow with epochs.
-        train_imgs = sum(10 * c.train_per_class for c in configs)
+        # Tutorial forwards per trial are epochs x (training + validation + test images); cached ones do not grow
+        # with epochs.
+        train_imgs = sum(sum(map(len, stratified_split(data.train_labels, c.train_per_class, c.seed,
+                                                       c.val_per_class))) for c in configs)
         per_epoch = f_tut / args.epochs
         assert per_epoch == train_imgs + len(configs) * args.test_limit, "tutorial count is not per-epoch uniform"
         orig_tut = 50 * (train_imgs + len(configs) * 10_000)
