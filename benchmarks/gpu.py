@@ -76,7 +76,7 @@ import torchvision
 from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Subset
 
-from trainables.backbones import TransferNet, compute_features, load_backbone
+from trainables.backbones import TransferNet, compute_features, feature_settings, load_backbone
 from trainables.config import SGDConfig
 from trainables.data import MNIST_MEAN, MNIST_STD, MnistData, load_mnist
 from trainables.errors import UserError
@@ -163,13 +163,14 @@ def grid_configs(a: argparse.Namespace, data: MnistData) -> list[TransferConfig]
 def limit_img_s(backbone: nn.Module, n_images: int, image_size: int, device: torch.device, *,
                 autotune: bool = True) -> float:
     """Images per second of the bare backbone on ready input already on the device: on CUDA bf16 autocast,
-    channels_last, batch 256 (on the CPU fp32, NCHW, batch 64, as the CPU feature pass runs). The same number of
+    channels_last, batch 256 (on the CPU as the CPU feature pass runs, `feature_settings`). The same number of
     images as the project's pass, in whole batches."""
     cuda = device.type == "cuda"
-    batch = 256 if cuda else 64
+    _, batch, channels_last = feature_settings(device, image_size=image_size)
     x = torch.randn(batch, 3, image_size, image_size, device=device)
-    if cuda:
+    if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
+        backbone.to(memory_format=torch.channels_last)
     backbone.eval()
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
     before = torch.backends.cudnn.benchmark

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import platform
 
 import pytest
 import torch
@@ -150,12 +151,18 @@ def test_forward_counts_per_mode(mnist):
     assert rep.last["model"]["features.bn1.running_mean"].abs().sum() > 0
 
 
-def test_bf16_channels_last_and_batch_256_are_chosen_only_on_cuda():
+def test_bf16_and_batch_256_are_chosen_only_on_cuda_and_channels_last_on_cuda_and_x86_from_64_px():
     cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)  # a device object needs no GPU
     assert feature_settings(cpu) == feature_settings("cpu", "fp32") == (torch.float32, 64, False)
     assert feature_settings(cuda) == feature_settings("cuda", "bf16") == (torch.bfloat16, 256, True)
     assert feature_settings(cuda, "fp32") == (torch.float32, 256, True)
     assert feature_settings(cpu, "bf16") == (torch.bfloat16, 64, False)  # asked for by name: honoured
+    # the layout on a CPU: channels_last on x86 from 64 px (where oneDNN is faster with it), NCHW below
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    assert backbones.CPU_CHANNELS_LAST == x86
+    assert [feature_settings(cpu, "fp32", px)[2] for px in (32, 63, 64, 224)] == [False, False, x86, x86]
+    assert feature_settings(cpu, "bf16", 224) == (torch.bfloat16, 64, x86)
+    assert feature_settings(cuda, "auto", 32) == (torch.bfloat16, 256, True)
     with pytest.raises(ValueError, match="feature_dtype 'fp16'"):
         feature_settings(cpu, "fp16")
     with pytest.raises(ConfigError, match="'feature_dtype' = 'fp16' is not allowed"):
@@ -199,6 +206,30 @@ def test_cpu_feature_pass_is_unchanged(mnist):
     assert torch.equal(torch.cat([fs.train, fs.test]), before)
 
 
+def test_cpu_feature_pass_from_64_px_is_channels_last_on_x86_and_the_nchw_features_to_rounding(mnist):
+    """From 64 px an x86 CPU computes the fp32 features in channels_last: bit for bit that computation, and the
+    NCHW pass's features (what it computed before) to float32 rounding."""
+    def net():
+        return TransferNet(load_backbone("resnet18", "none")[0], nn.Identity(), 64, backbone_train=False)
+
+    def reference(layout: torch.memory_format) -> torch.Tensor:
+        ref = net().eval()
+        ref.features.to(memory_format=layout)
+        with torch.inference_mode():
+            return torch.cat([ref.features(ref.adapter(images[i:i + 64]).contiguous(memory_format=layout))
+                              for i in range(0, len(images), 64)])
+
+    images = mnist.train_images[:80]  # a whole batch of 64 and a partial one
+    nchw = reference(torch.contiguous_format)
+    exact = reference(torch.channels_last if backbones.CPU_CHANNELS_LAST else torch.contiguous_format)
+    for feature_dtype in ("auto", "fp32"):
+        after = compute_features(net(), images, device=torch.device("cpu"), feature_dtype=feature_dtype)
+        assert after.dtype == torch.float32 and torch.equal(after, exact)
+        assert ((after - nchw).norm() / nchw.norm()).item() < 1e-5
+    if backbones.CPU_CHANNELS_LAST:
+        assert not torch.equal(exact, nchw)  # the layout did change how they were computed
+
+
 def test_bf16_path_runs_channels_last_under_autocast_and_returns_float32(mnist):
     """What CUDA gets, run on CPU: channels_last input, bf16 convolutions, float32 features for the head."""
     backbone, _ = load_backbone("resnet18", "none")
@@ -221,7 +252,8 @@ def test_bf16_path_runs_channels_last_under_autocast_and_returns_float32(mnist):
     assert feats.dtype == torch.float32 and (feats - fp32).norm() / fp32.norm() < 0.05
 
 
-def test_tutorial_mode_on_cpu_runs_the_backbone_in_fp32_nchw(mnist, monkeypatch):
+@pytest.mark.parametrize("image_size", [32, 64])
+def test_tutorial_mode_on_cpu_runs_the_backbone_in_fp32_and_the_cpu_layout(mnist, monkeypatch, image_size):
     built = []
 
     class Recorded(TransferNet):
@@ -230,10 +262,11 @@ def test_tutorial_mode_on_cpu_runs_the_backbone_in_fp32_nchw(mnist, monkeypatch)
             built.append(self)
 
     monkeypatch.setattr(transfer, "TransferNet", Recorded)
-    cfg = TransferConfig(model="resnet18", weights="none", image_size=32, train_per_class=1, test_limit=10,
+    cfg = TransferConfig(model="resnet18", weights="none", image_size=image_size, train_per_class=1, test_limit=10,
                          epochs=1, backbone_mode="tutorial")
     train_transfer(cfg.to_dict(), mnist, None, MemoryReporter())
-    assert [(n.compute_dtype, n.channels_last) for n in built] == [(torch.float32, False)]
+    channels_last = backbones.CPU_CHANNELS_LAST and image_size >= 64
+    assert [(n.compute_dtype, n.channels_last) for n in built] == [(torch.float32, channels_last)]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -10,9 +10,10 @@ PyTorch's default init, U(-sqrt(k), sqrt(k)) with k = 1/in_features. Everything 
     net = TransferNet(features, torch.nn.Linear(dim, 10), image_size=224, backbone_train=False)
     feats = compute_features(net, images, device=torch.device("cpu"))   # N×dim, one forward per image
 
-On CUDA the backbone runs in channels_last and, by default, under bf16 autocast (`feature_settings` decides, for
-the feature pass and for tutorial mode's per-batch forward); features leave the backbone as float32, the dtype the
-heads train in. On CPU it runs as it always has: fp32, NCHW input.
+The backbone runs in channels_last (on CUDA, and on x86 CPUs from 64 px, where oneDNN is faster so) and, on CUDA
+by default, under bf16 autocast (`feature_settings` decides, for the feature pass and for tutorial mode's per-batch
+forward); on CPU it runs in fp32 unless bf16 is asked for. Features leave the backbone as float32, the dtype the
+heads train in.
 
 `FORWARD_IMAGES` counts the images every backbone has seen in this process (the benchmark reads it). Which models and
 weights exist, and whether a model takes an image size, is trainables/weights.py.
@@ -20,6 +21,7 @@ weights exist, and whether a model takes an image size, is trainables/weights.py
 from __future__ import annotations
 
 import collections
+import platform
 from typing import Iterator
 
 import torch
@@ -84,12 +86,22 @@ class ImageNetInput(nn.Module):
         return (x.expand(-1, 3, -1, -1) - self.mean) / self.std
 
 
-def feature_settings(device: torch.device | str, feature_dtype: str = "auto") -> tuple[torch.dtype, int, bool]:
-    """(compute dtype, batch size, channels_last) of a backbone pass on `device`. CUDA: bf16 unless fp32 is asked
-    for, batch 256 and channels_last, which keep its tensor cores busy; CPU: fp32 unless bf16 is asked for, batch
-    64, NCHW, as the feature pass always ran there."""
+# oneDNN, which runs convolutions on x86 CPUs, is faster on channels_last input for these backbones from 64 px
+# on, and no faster (ResNet50: slower) at 32 px (benchmarks/cpu_features.py). Elsewhere (an ARM laptop) the CPU
+# keeps the layout it always had, unmeasured.
+CPU_CHANNELS_LAST = platform.machine().lower() in ("x86_64", "amd64")
+CPU_CHANNELS_LAST_MIN_PX = 64
+
+
+def feature_settings(device: torch.device | str, feature_dtype: str = "auto",
+                     image_size: int | None = None) -> tuple[torch.dtype, int, bool]:
+    """(compute dtype, batch size, channels_last) of a backbone pass over `image_size` px input on `device`.
+    CUDA: bf16 unless fp32 is asked for, batch 256 and channels_last, which keep its tensor cores busy; CPU: fp32
+    unless bf16 is asked for, batch 64, channels_last on x86 from 64 px (the same fp32 features to rounding,
+    computed faster), else NCHW as the CPU pass always ran (also when the size is not given)."""
     cuda = torch.device(device).type == "cuda"
-    return DTYPES[resolve_feature_dtype(device, feature_dtype)], (256 if cuda else 64), cuda
+    cpu_channels_last = CPU_CHANNELS_LAST and image_size is not None and image_size >= CPU_CHANNELS_LAST_MIN_PX
+    return DTYPES[resolve_feature_dtype(device, feature_dtype)], (256 if cuda else 64), cuda or cpu_channels_last
 
 
 class TransferNet(nn.Module):
@@ -133,7 +145,8 @@ def embed_batches(net: TransferNet, images: torch.Tensor, *, device: torch.devic
     """Head inputs one batch at a time, backbone in eval mode, float32 on the CPU; `feature_dtype` (auto, fp32,
     bf16) and the device set the net's dtype, batch size and layout (`feature_settings`). One batch at a time so
     that a caller can report progress between batches."""
-    net.compute_dtype, batch_size, net.channels_last = feature_settings(device, feature_dtype)
+    net.compute_dtype, batch_size, net.channels_last = feature_settings(device, feature_dtype,
+                                                                          net.adapter.image_size)
     net.eval().to(device, memory_format=torch.channels_last if net.channels_last else None)
     for i in range(0, len(images), batch_size):
         yield net.embed(images[i:i + batch_size].to(device)).float().cpu()

@@ -148,7 +148,7 @@ def train_transfer(config: dict[str, Any], data: MnistData, features: dict[str, 
         backbone, dim = load_backbone(cfg.model, cfg.weights)
         torch.manual_seed(cfg.seed)
         head = nn.Linear(dim, 10)
-        dtype, _, channels_last = feature_settings(device, cfg.feature_dtype)  # CPU: fp32, NCHW as before
+        dtype, _, channels_last = feature_settings(device, cfg.feature_dtype, cfg.image_size)
         model = TransferNet(backbone, head, cfg.image_size, backbone_train=True, compute_dtype=dtype,
                             channels_last=channels_last)
         train, tests = (data.train_images[idx], labels), {"test": (data.test_images[:n_test], test_labels)}
