@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from trainables.backbones import TransferNet, compute_features, feature_settings, load_backbone
+from trainables.backbones import TransferNet, compute_features, cpu_has_native_bf16, feature_settings, load_backbone
 from trainables.data import DataError, load_mnist
 from trainables.transfer import TransferConfig, feature_jobs
 
@@ -38,15 +38,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist-5k"
 # the main job's grid (sweeps/transfer_grid.py): its unique images are what each backbone's pass covers
 PAPER_SIZES, PAPER_SEEDS, PAPER_TEST = (10, 30, 50, 70, 90), (0, 1, 2), 10_000
-
-
-def bf16_native() -> bool:
-    """Whether this CPU computes bf16 natively (Linux reports the flags; elsewhere: unknown, False)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
 
 
 def paper_images(data, model: str, image_size: int) -> int:
@@ -119,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     images = data.train_images[:args.images]
-    native = bf16_native()
+    native = cpu_has_native_bf16()
     print(f"{platform.machine()}, {args.threads} thread(s), bf16 native: {'yes' if native else 'no'}; "
           f"{len(images)} images at {args.image_size} px per pass, {args.repeats} pass(es) per path (medians), "
           f"random weights")

@@ -155,6 +155,44 @@ def test_the_driver_reads_a_finished_pass_back_and_resumes_a_cut_one(mnist, tmp_
         ray.shutdown()
 
 
+def test_the_bf16_note_is_for_a_long_local_cpu_pass_left_at_fp32_on_a_cpu_with_native_bf16(monkeypatch):
+    from sweeps import features
+
+    cfg = TransferConfig(model="resnet50", weights="none", image_size=224)
+    monkeypatch.setattr(features, "cpu_has_native_bf16", lambda: True)
+    assert "--feature-dtype bf16" in features.bf16_hint([cfg], "cpu", local=True)
+    assert features.bf16_hint([cfg], "cuda", local=True) is None  # bf16 already, under auto
+    assert features.bf16_hint([cfg], "cpu", local=False) is None  # the pass runs on some other node's CPU
+    chosen = dataclasses.replace(cfg, feature_dtype="fp32")
+    assert features.bf16_hint([chosen], "cpu", local=True) is None  # fp32 asked for by name
+    assert features.bf16_hint([dataclasses.replace(cfg, image_size=32)], "cpu", local=True) is None  # short pass
+    assert features.bf16_hint([dataclasses.replace(cfg, backbone_mode="tutorial")], "cpu", local=True) is None
+    assert features.bf16_hint([chosen, cfg], "cpu", local=True) is not None
+    monkeypatch.setattr(features, "cpu_has_native_bf16", lambda: False)  # emulated bf16 is slower than fp32
+    assert features.bf16_hint([cfg], "cpu", local=True) is None
+
+
+def test_the_bf16_note_is_printed_before_the_pass(mnist, tmp_path, monkeypatch, capsys):
+    import ray
+
+    from sweeps import features
+
+    monkeypatch.setattr(features, "cpu_has_native_bf16", lambda: True)
+    cfg = TransferConfig(model="resnet18", weights="none", image_size=64, train_per_class=1, val_per_class=0,
+                         test_limit=10)
+    ray.init(num_cpus=1, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    try:
+        features.cached_features(mnist, [cfg], {"cpu": 1, "gpu": 0}, SimpleNamespace(out=tmp_path, address=None))
+        out = capsys.readouterr().out
+        assert out.count("note: this CPU computes bf16 natively") == 1
+        # read back whole by a second run: nothing left to compute, nothing to say
+        features.cached_features(mnist, [cfg], {"cpu": 1, "gpu": 0}, SimpleNamespace(out=tmp_path, address=None))
+        out = capsys.readouterr().out
+        assert "read back" in out and "bf16 natively" not in out
+    finally:
+        ray.shutdown()
+
+
 @pytest.mark.slow
 def test_a_feature_pass_whose_node_is_lost_stops_and_resumes_from_its_chunks(mnist, tmp_path, monkeypatch, capsys):
     """On a cluster (a head without CPUs and one worker) the worker dies after the pass's first chunk: the retried

@@ -93,6 +93,18 @@ CPU_CHANNELS_LAST = platform.machine().lower() in ("x86_64", "amd64")
 CPU_CHANNELS_LAST_MIN_PX = 64
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this machine's CPU computes bf16 natively (AVX512-BF16 or AMX, as Linux reports them): there
+    `feature_dtype` bf16 about halves a CPU feature pass (benchmarks/cpu_features.py); elsewhere it is emulated
+    and slower than fp32. False where the flags cannot be read."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(f.read().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
 def feature_settings(device: torch.device | str, feature_dtype: str = "auto",
                      image_size: int | None = None) -> tuple[torch.dtype, int, bool]:
     """(compute dtype, batch size, channels_last) of a backbone pass over `image_size` px input on `device`.
