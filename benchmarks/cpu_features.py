@@ -7,8 +7,8 @@ the grid's unique images at 224 px. This script times that pass three ways on th
   fp32     the pass as the sweep runs it by default (`compute_features`, feature_dtype fp32)
   bf16     the same with --feature-dtype bf16 (bf16 autocast; the heads still train on float32 features)
 
-and prints images/s, each against the baseline, how far the bf16 features are from the fp32 ones, and what the
-main job's passes would take at these rates. Random weights run at the speed of ImageNet's, so nothing is
+and prints images/s, each against the baseline, how far each path's features are from the baseline's, and what
+the main job's passes would take at these rates. Random weights run at the speed of ImageNet's, so nothing is
 downloaded.
 
     python benchmarks/cpu_features.py --data-dir ../shared/data/mnist-5k                 # both backbones, 224 px
